@@ -1,0 +1,49 @@
+//! Command glue: each subcommand family in its own file, turning CLI arguments into
+//! library calls and printing the results.
+
+mod people;
+mod recordings;
+mod serve;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use crate::keys::Keys;
+use crate::store::Store;
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(&cli.config)?;
+    match cli.command {
+        Command::Serve(args) => serve::run(config, args),
+        Command::Keys => {
+            let keys = Keys::load_or_create(&config.keys_dir())?;
+            print_keys(&keys);
+            Ok(())
+        }
+        Command::Check => {
+            println!("config {} is valid", config.source.display());
+            println!("listen: {}", config.listen);
+            println!("data: {}", config.data_dir.display());
+            println!("recordings: {}", config.recordings_dir.display());
+            Ok(())
+        }
+        Command::Vendor(cmd) => people::vendor(&open_store(&config)?, cmd),
+        Command::Target(cmd) => people::target(&open_store(&config)?, cmd),
+        Command::Recordings(cmd) => recordings::run(&config, &open_store(&config)?, cmd),
+    }
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let path = config.data_db();
+    Store::open(&path).with_context(|| format!("cannot open store {}", path.display()))
+}
+
+fn print_keys(keys: &Keys) {
+    println!("host key: {}", keys.host_fingerprint());
+    println!(
+        "upstream key (add to each target account's authorized_keys): {}",
+        keys.upstream_authorized_key()
+    );
+    println!("signing key: {}", keys.signing_public_key());
+}

@@ -1,0 +1,149 @@
+//! `recordings …`: list sessions, print one's output, export it as plain asciicast.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::UserError;
+use crate::cli::RecordingsCommand;
+use crate::config::Config;
+use crate::recording::{self, export, reader::CastReader};
+use crate::store::Store;
+
+pub fn run(config: &Config, store: &Store, cmd: RecordingsCommand) -> anyhow::Result<()> {
+    match cmd {
+        RecordingsCommand::List => {
+            let sessions = store.session_list()?;
+            if sessions.is_empty() {
+                println!("no recorded sessions");
+            }
+            for s in sessions {
+                let end = s
+                    .ended_at
+                    .map(|e| e.format("%H:%M:%S").to_string())
+                    .unwrap_or_else(|| "-".into());
+                let exit = s
+                    .exit_status
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{}  {}  {:>8}  {:<7} {}@{} as {}  exit {}  in {} B  out {} B",
+                    s.id,
+                    s.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    end,
+                    s.state,
+                    s.vendor,
+                    s.target,
+                    s.account,
+                    exit,
+                    s.bytes_in,
+                    s.bytes_out
+                );
+            }
+        }
+        RecordingsCommand::Cat { id, channel } => {
+            let folder = find_folder(config, store, &id)?;
+            let files = select(&folder, channel)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for path in files {
+                let mut reader = CastReader::open(&path)?;
+                export::write_output(&mut reader, &mut out)?;
+                warn_if_truncated(&reader);
+            }
+            out.flush()?;
+        }
+        RecordingsCommand::Export {
+            id,
+            format,
+            output,
+            channel,
+        } => {
+            let folder = find_folder(config, store, &id)?;
+            let [path] = select(&folder, Some(channel))?
+                .try_into()
+                .map_err(|_| UserError("no such channel".into()))?;
+            let mut reader = CastReader::open(&path)?;
+            if output == Path::new("-") {
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                export::write_asciicast(&mut reader, format, &mut out)?;
+                out.flush()?;
+            } else {
+                let file = std::fs::File::create(&output)
+                    .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", output.display()))?;
+                let mut out = std::io::BufWriter::new(file);
+                export::write_asciicast(&mut reader, format, &mut out)?;
+                out.flush()?;
+                eprintln!("wrote {}", output.display());
+            }
+            warn_if_truncated(&reader);
+        }
+    }
+    Ok(())
+}
+
+fn warn_if_truncated(reader: &CastReader) {
+    if reader.truncated {
+        eprintln!(
+            "chaperone: note: {} ends early (the session was cut short); everything up to the last complete event was read",
+            reader.path().display()
+        );
+    }
+}
+
+/// The recording files to read: one channel, or all of them in order.
+fn select(folder: &Path, channel: Option<usize>) -> anyhow::Result<Vec<PathBuf>> {
+    let files = recording::cast_files(folder);
+    if files.is_empty() {
+        return Err(UserError(format!("no recording in {}", folder.display())).into());
+    }
+    match channel {
+        None => Ok(files),
+        Some(n) if n >= 1 && n <= files.len() => Ok(vec![files[n - 1].clone()]),
+        Some(n) => Err(UserError(format!(
+            "channel {n} does not exist; the session has {} channel(s)",
+            files.len()
+        ))
+        .into()),
+    }
+}
+
+/// A session id from the store, a session id found under the recordings folder (the
+/// store may be gone), or a folder path.
+fn find_folder(config: &Config, store: &Store, id: &str) -> anyhow::Result<PathBuf> {
+    let as_path = Path::new(id);
+    if as_path.is_dir() {
+        return Ok(as_path.to_path_buf());
+    }
+    if !crate::id::is_session_id(id) {
+        return Err(UserError(format!(
+            "{id:?} is neither a session id nor a recording folder"
+        ))
+        .into());
+    }
+    if let Some(session) = store.session(id)? {
+        return Ok(PathBuf::from(session.folder));
+    }
+    let pattern_root = &config.recordings_dir;
+    for year in read_dirs(pattern_root) {
+        for month in read_dirs(&year) {
+            let candidate = month.join(id);
+            if candidate.is_dir() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(UserError(format!("no session {id:?}")).into())
+}
+
+fn read_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}

@@ -1,0 +1,83 @@
+//! `serve`: open the store and keys, bind, print what an operator needs, run the gate
+//! until SIGTERM/SIGINT, then end sessions and finish recordings before exiting 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::gate::Gate;
+use crate::keys::Keys;
+
+/// How long sessions get to tell their vendors and close their recordings on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+pub fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let keys = Keys::load_or_create(&config.keys_dir())?;
+    let store = super::open_store(&config)?;
+    std::fs::create_dir_all(&config.recordings_dir).with_context(|| {
+        format!(
+            "cannot create recordings folder {}",
+            config.recordings_dir.display()
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+
+    println!(
+        "chaperone {} listening on {bound}",
+        env!("CARGO_PKG_VERSION")
+    );
+    super::print_keys(&keys);
+    println!("data: {}", config.data_dir.display());
+    println!("recordings: {}", config.recordings_dir.display());
+    tracing::info!("listening on {bound}");
+
+    let gate = Arc::new(Gate {
+        config,
+        store: Arc::new(store),
+        keys: Arc::new(keys),
+        shutdown: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+    });
+    let serving = tokio::spawn(gate.clone().serve(listener));
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: no new logins; ending sessions");
+    gate.shutdown.cancel();
+    let _ = serving.await;
+    gate.tracker.close();
+    tokio::select! {
+        _ = gate.tracker.wait() => tracing::info!("all sessions ended; bye"),
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("sessions did not end within {}s; exiting", SHUTDOWN_GRACE.as_secs()),
+        _ = wait_for_signal() => tracing::warn!("second signal: exiting at once"),
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

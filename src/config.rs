@@ -1,0 +1,230 @@
+//! Configuration in two stages: the TOML file as written ([`RawConfig`], unknown keys
+//! refused) becomes a validated [`Config`] with absolute paths. `chaperone check` runs
+//! only this step.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where `chaperone` looks for its configuration when neither `--config` nor
+/// `CHAPERONE_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "config/chaperone.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub recording: RawRecording,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub recordings_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecording {
+    pub zstd_level: Option<i32>,
+    pub flush_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub connect_timeout_secs: Option<u64>,
+}
+
+/// The validated configuration every other module reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from, for messages.
+    pub source: PathBuf,
+    /// Where the SSH gate listens.
+    pub listen: SocketAddr,
+    /// Database, keys, outbox.
+    pub data_dir: PathBuf,
+    /// Root of `YYYY/MM/<session-id>/` folders.
+    pub recordings_dir: PathBuf,
+    pub recording: RecordingConfig,
+    /// Bound on the TCP connect plus SSH handshake to a target.
+    pub upstream_connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RecordingConfig {
+    /// zstd compression level of recordings.
+    pub zstd_level: i32,
+    /// The longest a recorded event may wait in memory before its frame reaches the disk;
+    /// this is what a crash can lose.
+    pub flush_interval: Duration,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            zstd_level: 3,
+            flush_interval: Duration::from_millis(1000),
+        }
+    }
+}
+
+impl Config {
+    pub fn data_db(&self) -> PathBuf {
+        self.data_dir.join("chaperone.db")
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(path, &text)
+    }
+
+    /// Validates `text` as if read from `path` (relative paths resolve against its folder).
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: one_line_toml_error(&e, text),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let base = absolute(path.parent().unwrap_or(Path::new(".")));
+
+        let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:2222");
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(format!(
+                "server.listen: {listen_text:?} is not an address like 127.0.0.1:2222"
+            ))
+        })?;
+        let data_dir = base.join(raw.server.data_dir.unwrap_or_else(|| PathBuf::from("data")));
+        let recordings_dir = base.join(
+            raw.server
+                .recordings_dir
+                .unwrap_or_else(|| PathBuf::from("recordings")),
+        );
+
+        let zstd_level = raw.recording.zstd_level.unwrap_or(3);
+        if !(1..=19).contains(&zstd_level) {
+            return Err(invalid(format!(
+                "recording.zstd_level: {zstd_level} is not within 1..=19"
+            )));
+        }
+        let flush_ms = raw.recording.flush_interval_ms.unwrap_or(1000);
+        if !(10..=1000).contains(&flush_ms) {
+            return Err(invalid(format!(
+                "recording.flush_interval_ms: {flush_ms} is not within 10..=1000 (a crash may lose at most a second)"
+            )));
+        }
+        let connect_secs = raw.upstream.connect_timeout_secs.unwrap_or(10);
+        if !(1..=300).contains(&connect_secs) {
+            return Err(invalid(format!(
+                "upstream.connect_timeout_secs: {connect_secs} is not within 1..=300"
+            )));
+        }
+        Ok(Config {
+            source: absolute(path),
+            listen,
+            data_dir: normalize(&data_dir),
+            recordings_dir: normalize(&recordings_dir),
+            recording: RecordingConfig {
+                zstd_level,
+                flush_interval: Duration::from_millis(flush_ms),
+            },
+            upstream_connect_timeout: Duration::from_secs(connect_secs),
+        })
+    }
+}
+
+/// toml's errors span several lines (with a source excerpt); keep the first line and the
+/// line number so `check` prints one line.
+fn one_line_toml_error(err: &toml::de::Error, text: &str) -> String {
+    let message = err.message().trim().to_string();
+    match err.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+/// Removes `.` and `..` components lexically, so logged paths read cleanly
+/// (`/repo/config/../data` becomes `/repo/data`).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_resolves_paths_against_its_folder() {
+        let text = include_str!("../config/chaperone.toml");
+        let cfg = Config::from_toml(Path::new("/repo/config/chaperone.toml"), text).unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/repo/data"));
+        assert_eq!(cfg.recordings_dir, PathBuf::from("/repo/recordings"));
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:2222");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_say_where() {
+        let err =
+            Config::from_toml(Path::new("/x/c.toml"), "[server]\nlisen = \"1\"\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        let err = Config::from_toml(Path::new("/x/c.toml"), "[recording]\nzstd_level = 40\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("zstd_level"), "{err}");
+    }
+}

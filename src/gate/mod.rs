@@ -1,0 +1,96 @@
+//! The gate: the SSH server everyone connects to. It authenticates vendors by public key
+//! and hands each authenticated connection to a [`crate::session`] task. The russh
+//! handler ([`handler::GateHandler`]) stays thin: it answers what russh needs answered at
+//! once and passes channels on; the session task decides everything else.
+
+mod handler;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::keys::Keys;
+use crate::store::Store;
+
+pub use handler::GateEvent;
+
+/// Everything a connection needs, shared by all of them.
+#[derive(Debug)]
+pub struct Gate {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub keys: Arc<Keys>,
+    /// Cancelled on SIGTERM/SIGINT: stop accepting, end sessions, finish recordings.
+    pub shutdown: CancellationToken,
+    /// Every connection and session task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+impl Gate {
+    /// Accepts connections until shutdown.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let config = Arc::new(self.server_config());
+        loop {
+            let accepted = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (socket, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Usually EMFILE or a connection reset before accept: keep serving.
+                    tracing::warn!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = socket.set_nodelay(true);
+            let gate = self.clone();
+            let config = config.clone();
+            self.tracker
+                .spawn(async move { gate.connection(config, socket, peer).await });
+        }
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        config: Arc<russh::server::Config>,
+        socket: tokio::net::TcpStream,
+        peer: SocketAddr,
+    ) {
+        let handler = handler::GateHandler::new(self.clone(), peer);
+        match russh::server::run_stream(config, socket, handler).await {
+            Ok(running) => {
+                if let Err(err) = running.await {
+                    tracing::debug!(%peer, "connection ended: {err}");
+                }
+            }
+            Err(err) => tracing::debug!(%peer, "handshake failed: {err}"),
+        }
+    }
+
+    fn server_config(&self) -> russh::server::Config {
+        let mut methods = russh::MethodSet::empty();
+        methods.push(russh::MethodKind::PublicKey);
+        russh::server::Config {
+            keys: vec![self.keys.host.expose().clone()],
+            methods,
+            // A failed key costs the client a pause, not the bastion; the first
+            // ("none") probe of every OpenSSH client is answered at once.
+            auth_rejection_time: Duration::from_millis(300),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            max_auth_attempts: 6,
+            // A vendor may sit at a quiet shell for long; dead peers are found by keepalives.
+            inactivity_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_max: 4,
+            nodelay: true,
+            ..Default::default()
+        }
+    }
+}

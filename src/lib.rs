@@ -1,0 +1,55 @@
+//! chaperone: a session-recording SSH bastion for supervised vendor access.
+//!
+//! A vendor's stock OpenSSH client connects to the gate; an admitted login becomes a
+//! session that opens its own SSH connection to the target, relays every channel
+//! faithfully and records each one as a zstd-compressed asciicast file.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the clap command tree shared by every transport.
+//! - [`commands`]: one file per subcommand family; glue between the CLI and the library.
+//! - [`config`]: raw TOML into a validated [`config::Config`] with resolved paths.
+//! - [`keys`]: the bastion's three keys (host, upstream client, signing), created on first start.
+//! - [`names`]: validation of the names people type (vendors, targets, accounts).
+//! - [`store`]: SQLite schema, migrations and queries for vendors, targets and sessions.
+//! - [`policy`]: pure admission rules: who may reach which target as which account.
+//! - [`gate`]: the SSH server facing vendors; a thin russh handler that hands work on.
+//! - [`session`]: one admitted login: upstream connection, channel relays, recordings.
+//! - [`upstream`]: the SSH client facing the target, with host-key pinning.
+//! - [`recording`]: asciicast v3 writer (zstd frames), tolerant reader and exports.
+//! - [`id`]: short, unique, time-sortable session ids.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod gate;
+pub mod id;
+pub mod keys;
+pub mod names;
+pub mod policy;
+pub mod recording;
+pub mod session;
+pub mod store;
+pub mod upstream;
+
+/// An error caused by what the user typed (bad name, duplicate, malformed key, unknown
+/// item). `main` maps it to exit code 2; everything else exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UserError(pub String);
+
+/// True when the error (or any cause in its chain) was the user's input, not the system.
+pub fn is_user_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.is::<UserError>()
+            || matches!(
+                cause.downcast_ref::<store::StoreError>(),
+                Some(
+                    store::StoreError::Invalid(_)
+                        | store::StoreError::Duplicate(_)
+                        | store::StoreError::NotFound(_)
+                )
+            )
+            || cause.is::<config::ConfigError>()
+    })
+}

@@ -1,0 +1,25 @@
+//! The `chaperone` binary: parse the CLI, set up tracing, run the command, map the
+//! error to an exit code (2 for bad input, 1 for everything else).
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = chaperone::cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHAPERONE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match chaperone::commands::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("chaperone: {err:#}");
+            if chaperone::is_user_error(&err) {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::from(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! A session's record: the folder, `session.json` beside the recordings, and the store
+//! row. Written when the session starts (state `live`, so a crash leaves a trace) and
+//! again when it ends.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::gate::Gate;
+use crate::policy::Admission;
+use crate::recording::{self, Summary};
+use crate::store::SessionRow;
+
+#[derive(Debug, Clone)]
+pub struct SessionMeta {
+    pub id: String,
+    pub vendor: String,
+    pub target: String,
+    pub account: String,
+    pub client_address: String,
+    pub started: DateTime<Utc>,
+    pub folder: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("cannot create recording folder {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// `session.json`: what a reader of the folder needs without the database.
+#[derive(Debug, Serialize)]
+struct SessionJson<'a> {
+    id: &'a str,
+    vendor: &'a str,
+    target: &'a str,
+    account: &'a str,
+    client_address: &'a str,
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+    /// `live` while running; `ended`, or `failed` when a recording could not be written.
+    state: &'a str,
+    /// Exit status of the first channel (the vendor's shell or command).
+    exit_status: Option<i64>,
+    bytes_in: u64,
+    bytes_out: u64,
+    chaperone_version: &'a str,
+    channels: Vec<ChannelJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChannelJson {
+    file: String,
+    command: Option<String>,
+    exit_status: Option<i64>,
+    bytes_in: u64,
+    bytes_out: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl SessionMeta {
+    /// Creates the folder, writes `session.json` (live) and the store row.
+    pub fn begin(
+        gate: &Gate,
+        vendor: &str,
+        admission: &Admission,
+        peer: SocketAddr,
+    ) -> Result<SessionMeta, MetaError> {
+        let started = Utc::now();
+        let id = crate::id::session_id(u64::try_from(started.timestamp_millis()).unwrap_or(0));
+        let folder = recording::session_folder(&gate.config.recordings_dir, started, &id);
+        std::fs::create_dir_all(&folder).map_err(|source| MetaError::Folder {
+            path: folder.clone(),
+            source,
+        })?;
+        let meta = SessionMeta {
+            id,
+            vendor: vendor.to_string(),
+            target: admission.target.name.clone(),
+            account: admission.account.clone(),
+            client_address: peer.to_string(),
+            started,
+            folder,
+        };
+        meta.write_json(None, "live", &[])?;
+        gate.store.session_insert(&meta.row(None, "live", &[]))?;
+        Ok(meta)
+    }
+
+    /// Records the end; failures are logged, since the session is over either way.
+    pub fn finish(&self, gate: &Gate, summaries: &[Summary]) {
+        let ended = Utc::now();
+        let state = if summaries.iter().any(|s| s.error.is_some()) {
+            "failed"
+        } else {
+            "ended"
+        };
+        if let Err(err) = self.write_json(Some(ended), state, summaries) {
+            tracing::error!(session = %self.id, "{err}");
+        }
+        if let Err(err) = gate
+            .store
+            .session_finish(&self.row(Some(ended), state, summaries))
+        {
+            tracing::error!(session = %self.id, "cannot record the session's end: {err}");
+        }
+    }
+
+    fn row(&self, ended: Option<DateTime<Utc>>, state: &str, summaries: &[Summary]) -> SessionRow {
+        SessionRow {
+            id: self.id.clone(),
+            vendor: self.vendor.clone(),
+            target: self.target.clone(),
+            account: self.account.clone(),
+            client_address: self.client_address.clone(),
+            started_at: self.started,
+            ended_at: ended,
+            state: state.to_string(),
+            exit_status: summaries.first().and_then(|s| s.exit_status),
+            bytes_in: summaries.iter().map(|s| s.bytes_in).sum(),
+            bytes_out: summaries.iter().map(|s| s.bytes_out).sum(),
+            folder: self.folder.display().to_string(),
+        }
+    }
+
+    fn write_json(
+        &self,
+        ended: Option<DateTime<Utc>>,
+        state: &str,
+        summaries: &[Summary],
+    ) -> Result<(), MetaError> {
+        let row = self.row(ended, state, summaries);
+        let json = SessionJson {
+            id: &self.id,
+            vendor: &self.vendor,
+            target: &self.target,
+            account: &self.account,
+            client_address: &self.client_address,
+            start: self.started,
+            end: ended,
+            state,
+            exit_status: row.exit_status,
+            bytes_in: row.bytes_in,
+            bytes_out: row.bytes_out,
+            chaperone_version: env!("CARGO_PKG_VERSION"),
+            channels: summaries
+                .iter()
+                .enumerate()
+                .map(|(i, s)| ChannelJson {
+                    file: recording::cast_path(&self.folder, i + 1)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    command: s.command.clone(),
+                    exit_status: s.exit_status,
+                    bytes_in: s.bytes_in,
+                    bytes_out: s.bytes_out,
+                    error: s.error.clone(),
+                })
+                .collect(),
+        };
+        let path = self.folder.join("session.json");
+        let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
+        text.push('\n');
+        // Write then rename, so a crash never leaves a half-written session.json.
+        let tmp = self.folder.join(".session.json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| MetaError::Write { path, source })
+    }
+}

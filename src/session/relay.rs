@@ -1,0 +1,277 @@
+//! One session channel, relayed between the vendor and the target and recorded.
+//!
+//! Two loops, one per direction, so that each waits only on its own receiver's flow
+//! control: vendor→target waits for the target's window, target→vendor for the vendor's.
+//! Every byte is handed to the recorder before it is forwarded: nothing reaches either
+//! side unrecorded. Payloads stay `Bytes` from russh to russh; recording them is a
+//! reference-count bump.
+
+use russh::server::{Handle, Msg as ServerMsg};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig, client};
+use tokio_util::sync::CancellationToken;
+
+use crate::policy::env_allowed;
+use crate::recording::{Event, Recorder, Term};
+
+pub struct ChannelRelay {
+    pub vendor: Channel<ServerMsg>,
+    pub upstream: Channel<client::Msg>,
+    /// For what the channel's write half cannot send (exit signals).
+    pub server: Handle,
+    pub recorder: Recorder,
+    /// Cancelled when the whole session must end (bastion shutting down).
+    pub stop: CancellationToken,
+}
+
+/// Why a relay ended, which decides how the two sides are closed.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The target closed the channel (the command ended).
+    Target,
+    /// The vendor closed the channel or went away.
+    Vendor,
+    /// The target refused to start the shell or command.
+    Refused,
+    /// The recording cannot be written: the session must not go on.
+    RecordingFailed,
+    /// The bastion is shutting down.
+    Shutdown,
+}
+
+impl ChannelRelay {
+    pub async fn run(self) {
+        let ChannelRelay {
+            vendor,
+            upstream,
+            server,
+            recorder,
+            stop,
+        } = self;
+        let vendor_id = vendor.id();
+        let (vendor_rx, vendor_tx) = vendor.split();
+        let (upstream_rx, upstream_tx) = upstream.split();
+
+        let end = tokio::select! {
+            end = to_target(vendor_rx, &upstream_tx, &recorder) => end,
+            end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder) => end,
+            _ = recorder.failed() => End::RecordingFailed,
+            _ = stop.cancelled() => End::Shutdown,
+        };
+
+        let notice = match end {
+            End::Target | End::Vendor => None,
+            End::Refused => Some("the target refused to start the shell or command"),
+            End::RecordingFailed => {
+                Some("the recording cannot be written, so the session has been ended")
+            }
+            End::Shutdown => Some("the bastion is shutting down; the session has been ended"),
+        };
+        if let Some(notice) = notice {
+            let _ = recorder.record(Event::Marker(notice.to_string())).await;
+            let line = format!("\r\nchaperone: {notice}\r\n");
+            let _ = vendor_tx.extended_data_bytes(1, line.into_bytes()).await;
+        }
+        if end != End::Vendor {
+            let _ = vendor_tx.eof().await;
+            let _ = vendor_tx.close().await;
+        }
+        if end != End::Target {
+            let _ = upstream_tx.close().await;
+        }
+        tracing::debug!(channel = %vendor_id, "relay ended: {end:?}");
+    }
+}
+
+/// Vendor → target: input, requests, EOF. Returns when the vendor closes the channel or
+/// a side fails.
+async fn to_target(
+    mut rx: ChannelReadHalf,
+    tx: &ChannelWriteHalf<client::Msg>,
+    recorder: &Recorder,
+) -> End {
+    let mut term = Term {
+        cols: 80,
+        rows: 24,
+        kind: None,
+    };
+    while let Some(msg) = rx.wait().await {
+        let sent = match msg {
+            ChannelMsg::Data { data } => {
+                if recorder.record(Event::Input(data.clone())).await.is_err() {
+                    return End::RecordingFailed;
+                }
+                tx.data_bytes(data).await
+            }
+            ChannelMsg::Eof => tx.eof().await,
+            ChannelMsg::Close => break,
+            ChannelMsg::RequestPty {
+                term: kind,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                terminal_modes,
+                ..
+            } => {
+                term = Term {
+                    cols: col_width,
+                    rows: row_height,
+                    kind: Some(kind.clone()),
+                };
+                tx.request_pty(
+                    false,
+                    &kind,
+                    col_width,
+                    row_height,
+                    pix_width,
+                    pix_height,
+                    &terminal_modes,
+                )
+                .await
+            }
+            ChannelMsg::SetEnv {
+                variable_name,
+                variable_value,
+                ..
+            } if env_allowed(&variable_name) => {
+                tx.set_env(false, variable_name, variable_value).await
+            }
+            ChannelMsg::RequestShell { .. } => {
+                if recorder
+                    .record(Event::Start {
+                        term: term.clone(),
+                        command: None,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return End::RecordingFailed;
+                }
+                tx.request_shell(true).await
+            }
+            ChannelMsg::Exec { command, .. } => {
+                let shown = String::from_utf8_lossy(&command).into_owned();
+                if recorder
+                    .record(Event::Start {
+                        term: term.clone(),
+                        command: Some(shown),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return End::RecordingFailed;
+                }
+                tx.exec(true, command).await
+            }
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            } => {
+                if recorder
+                    .record(Event::Resize {
+                        cols: col_width,
+                        rows: row_height,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return End::RecordingFailed;
+                }
+                tx.window_change(col_width, row_height, pix_width, pix_height)
+                    .await
+            }
+            ChannelMsg::Signal { signal } => tx.signal(signal).await,
+            // Refused by the gate (subsystems, X11, agent, other env) or not ours to relay.
+            _ => Ok(()),
+        };
+        if sent.is_err() {
+            // The target side is gone; the other loop sees its close.
+            return End::Target;
+        }
+    }
+    End::Vendor
+}
+
+/// Target → vendor: output, stderr, exit status or signal, EOF. Returns when the target
+/// closes the channel.
+async fn to_vendor(
+    mut rx: ChannelReadHalf,
+    tx: &ChannelWriteHalf<ServerMsg>,
+    server: &Handle,
+    recorder: &Recorder,
+) -> End {
+    while let Some(msg) = rx.wait().await {
+        let sent = match msg {
+            ChannelMsg::Data { data } => {
+                if recorder.record(Event::Output(data.clone())).await.is_err() {
+                    return End::RecordingFailed;
+                }
+                tx.data_bytes(data).await.is_ok()
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                if recorder.record(Event::Stderr(data.clone())).await.is_err() {
+                    return End::RecordingFailed;
+                }
+                tx.extended_data_bytes(ext, data).await.is_ok()
+            }
+            ChannelMsg::Eof => tx.eof().await.is_ok(),
+            ChannelMsg::Close => break,
+            ChannelMsg::ExitStatus { exit_status } => {
+                if recorder
+                    .record(Event::Exit(i64::from(exit_status)))
+                    .await
+                    .is_err()
+                {
+                    return End::RecordingFailed;
+                }
+                tx.exit_status(exit_status).await.is_ok()
+            }
+            ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            } => {
+                if recorder
+                    .record(Event::Exit(128 + signal_number(&signal_name)))
+                    .await
+                    .is_err()
+                {
+                    return End::RecordingFailed;
+                }
+                server
+                    .exit_signal_request(tx.id(), signal_name, core_dumped, error_message, lang_tag)
+                    .await
+                    .is_ok()
+            }
+            // Only shell and exec are sent wanting a reply: a failure means no session.
+            ChannelMsg::Failure => return End::Refused,
+            _ => true,
+        };
+        if !sent {
+            return End::Vendor;
+        }
+    }
+    End::Target
+}
+
+/// The number a shell reports for a signal (`128 + n` is the conventional exit status).
+fn signal_number(sig: &Sig) -> i64 {
+    match sig {
+        Sig::HUP => 1,
+        Sig::INT => 2,
+        Sig::QUIT => 3,
+        Sig::ILL => 4,
+        Sig::ABRT => 6,
+        Sig::FPE => 8,
+        Sig::KILL => 9,
+        Sig::USR1 => 10,
+        Sig::SEGV => 11,
+        Sig::PIPE => 13,
+        Sig::ALRM => 14,
+        Sig::TERM => 15,
+        Sig::Custom(_) => 0,
+    }
+}
