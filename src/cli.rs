@@ -15,8 +15,10 @@ use crate::recording::export::Format;
 )]
 pub struct Cli {
     /// Configuration file (relative paths inside it resolve against its folder).
-    #[arg(long, global = true, env = "CHAPERONE_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
+    /// Default: config/chaperone.toml if it exists, else built-in defaults (data in
+    /// ./data, recordings in ./recordings, listening on 127.0.0.1:2222).
+    #[arg(long, global = true, env = "CHAPERONE_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Where `chaperone` looks for its configuration when neither `--config` nor
-/// `CHAPERONE_CONFIG` says otherwise.
+/// `CHAPERONE_CONFIG` says otherwise (relative to the current folder).
 pub const DEFAULT_CONFIG_PATH: &str = "config/chaperone.toml";
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,17 @@ impl Config {
 
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
+    }
+
+    /// The shipped `config/chaperone.toml` when it is there (a checkout), else the built-in
+    /// defaults relative to the current folder.
+    pub fn load_default() -> Result<Config, ConfigError> {
+        let path = Path::new(DEFAULT_CONFIG_PATH);
+        if path.exists() {
+            Config::load(path)
+        } else {
+            Config::from_toml(Path::new("chaperone.toml"), "")
+        }
     }
 
     /// Reads and validates the file at `path`.
@@ -216,6 +227,14 @@ mod tests {
         assert_eq!(cfg.data_dir, PathBuf::from("/repo/data"));
         assert_eq!(cfg.recordings_dir, PathBuf::from("/repo/recordings"));
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:2222");
+    }
+
+    #[test]
+    fn built_in_defaults() {
+        let cfg = Config::from_toml(Path::new("/srv/chaperone.toml"), "").unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/srv/data"));
+        assert_eq!(cfg.recordings_dir, PathBuf::from("/srv/recordings"));
+        assert_eq!(cfg.recording.flush_interval, Duration::from_secs(1));
     }
 
     #[test]

@@ -10,6 +10,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match chaperone::commands::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -13,7 +13,10 @@ use crate::keys::Keys;
 use crate::store::Store;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(&cli.config)?;
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::load_default()?,
+    };
     match cli.command {
         Command::Serve(args) => serve::run(config, args),
         Command::Keys => {

@@ -27,6 +27,8 @@ pub fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Installed before anything is announced, so a signal right after start is handled.
+    let mut signals = Signals::new()?;
     let keys = Keys::load_or_create(&config.keys_dir())?;
     let store = super::open_store(&config)?;
     std::fs::create_dir_all(&config.recordings_dir).with_context(|| {
@@ -58,7 +60,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     let serving = tokio::spawn(gate.clone().serve(listener));
 
-    wait_for_signal().await?;
+    signals.next().await;
     tracing::info!("shutting down: no new logins; ending sessions");
     gate.shutdown.cancel();
     let _ = serving.await;
@@ -66,18 +68,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::select! {
         _ = gate.tracker.wait() => tracing::info!("all sessions ended; bye"),
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("sessions did not end within {}s; exiting", SHUTDOWN_GRACE.as_secs()),
-        _ = wait_for_signal() => tracing::warn!("second signal: exiting at once"),
+        _ = signals.next() => tracing::warn!("second signal: exiting at once"),
     }
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, either of which asks for shutdown.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

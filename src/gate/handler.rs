@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::Gate;
 use crate::names::LoginName;
-use crate::policy::env_allowed;
+use crate::policy::{env_allowed, is_file_transfer};
 
 /// What the handler tells the session task.
 #[derive(Debug)]
@@ -219,9 +219,16 @@ impl russh::server::Handler for GateHandler {
     async fn exec_request(
         &mut self,
         channel: ChannelId,
-        _command: &[u8],
+        command: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if is_file_transfer(command) {
+            tracing::info!(peer = %self.peer, "refused scp file transfer");
+            let message =
+                "chaperone: file transfer (scp, sftp) is not allowed; use a shell or a command\r\n";
+            session.extended_data(channel, 1, message.as_bytes().to_vec())?;
+            return session.channel_failure(channel);
+        }
         session.channel_success(channel)
     }
 

@@ -8,9 +8,12 @@
 
 use russh::server::{Handle, Msg as ServerMsg};
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig, client};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::policy::env_allowed;
+use crate::policy::{env_allowed, is_file_transfer};
 use crate::recording::{Event, Recorder, Term};
 
 pub struct ChannelRelay {
@@ -82,6 +85,13 @@ impl ChannelRelay {
     }
 }
 
+/// Vendor input waiting for the target, in bytes. The vendor's channel is drained into
+/// this queue at once because russh's connection loop, which would otherwise wait on us,
+/// also carries the vendor's window adjustments: while it waits, output to the vendor
+/// stalls, and a full-duplex transfer (`ssh host cat < big > copy`) would deadlock. At
+/// the budget the loop does wait (backpressure on an upload faster than the target).
+const INPUT_BUDGET: usize = 64 * 1024 * 1024;
+
 /// Vendor → target: input, requests, EOF. Returns when the vendor closes the channel or
 /// a side fails.
 async fn to_target(
@@ -89,109 +99,162 @@ async fn to_target(
     tx: &ChannelWriteHalf<client::Msg>,
     recorder: &Recorder,
 ) -> End {
-    let mut term = Term {
-        cols: 80,
-        rows: 24,
-        kind: None,
-    };
-    while let Some(msg) = rx.wait().await {
-        let sent = match msg {
-            ChannelMsg::Data { data } => {
-                if recorder.record(Event::Input(data.clone())).await.is_err() {
-                    return End::RecordingFailed;
+    let budget = Arc::new(Semaphore::new(INPUT_BUDGET));
+    let (queue_tx, mut queue) =
+        mpsc::unbounded_channel::<(ChannelMsg, Option<OwnedSemaphorePermit>)>();
+    let reader = async move {
+        while let Some(msg) = rx.wait().await {
+            let permit = match &msg {
+                ChannelMsg::Data { data } => {
+                    let bytes = data.len().clamp(1, INPUT_BUDGET) as u32;
+                    match budget.clone().acquire_many_owned(bytes).await {
+                        Ok(permit) => Some(permit),
+                        Err(_) => return,
+                    }
                 }
-                tx.data_bytes(data).await
+                _ => None,
+            };
+            let close = matches!(msg, ChannelMsg::Close);
+            if queue_tx.send((msg, permit)).is_err() || close {
+                return;
             }
-            ChannelMsg::Eof => tx.eof().await,
-            ChannelMsg::Close => break,
-            ChannelMsg::RequestPty {
-                term: kind,
+        }
+    };
+    let writer = async {
+        let mut term = Term {
+            cols: 80,
+            rows: 24,
+            kind: None,
+        };
+        while let Some((msg, _permit)) = queue.recv().await {
+            match forward_to_target(msg, tx, recorder, &mut term).await {
+                Forwarded::Yes => {}
+                Forwarded::Closed => return End::Vendor,
+                Forwarded::RecordingFailed => return End::RecordingFailed,
+                Forwarded::TargetGone => return End::Target,
+            }
+        }
+        End::Vendor
+    };
+    let mut writer = std::pin::pin!(writer);
+    tokio::select! {
+        end = &mut writer => end,
+        // The vendor is done sending: forward what is queued, then end.
+        () = reader => writer.await,
+    }
+}
+
+enum Forwarded {
+    Yes,
+    Closed,
+    RecordingFailed,
+    TargetGone,
+}
+
+/// Records and forwards one message from the vendor.
+async fn forward_to_target(
+    msg: ChannelMsg,
+    tx: &ChannelWriteHalf<client::Msg>,
+    recorder: &Recorder,
+    term: &mut Term,
+) -> Forwarded {
+    let recorded = |result: Result<(), crate::recording::RecordingError>| result.is_ok();
+    let sent = match msg {
+        ChannelMsg::Data { data } => {
+            if !recorded(recorder.record(Event::Input(data.clone())).await) {
+                return Forwarded::RecordingFailed;
+            }
+            tx.data_bytes(data).await
+        }
+        ChannelMsg::Eof => tx.eof().await,
+        ChannelMsg::Close => return Forwarded::Closed,
+        ChannelMsg::RequestPty {
+            term: kind,
+            col_width,
+            row_height,
+            pix_width,
+            pix_height,
+            terminal_modes,
+            ..
+        } => {
+            *term = Term {
+                cols: col_width,
+                rows: row_height,
+                kind: Some(kind.clone()),
+            };
+            tx.request_pty(
+                false,
+                &kind,
                 col_width,
                 row_height,
                 pix_width,
                 pix_height,
-                terminal_modes,
-                ..
-            } => {
-                term = Term {
-                    cols: col_width,
-                    rows: row_height,
-                    kind: Some(kind.clone()),
-                };
-                tx.request_pty(
-                    false,
-                    &kind,
-                    col_width,
-                    row_height,
-                    pix_width,
-                    pix_height,
-                    &terminal_modes,
-                )
-                .await
-            }
-            ChannelMsg::SetEnv {
-                variable_name,
-                variable_value,
-                ..
-            } if env_allowed(&variable_name) => {
-                tx.set_env(false, variable_name, variable_value).await
-            }
-            ChannelMsg::RequestShell { .. } => {
-                if recorder
+                &terminal_modes,
+            )
+            .await
+        }
+        ChannelMsg::SetEnv {
+            variable_name,
+            variable_value,
+            ..
+        } if env_allowed(&variable_name) => tx.set_env(false, variable_name, variable_value).await,
+        ChannelMsg::RequestShell { .. } => {
+            if !recorded(
+                recorder
                     .record(Event::Start {
                         term: term.clone(),
                         command: None,
                     })
-                    .await
-                    .is_err()
-                {
-                    return End::RecordingFailed;
-                }
-                tx.request_shell(true).await
+                    .await,
+            ) {
+                return Forwarded::RecordingFailed;
             }
-            ChannelMsg::Exec { command, .. } => {
-                let shown = String::from_utf8_lossy(&command).into_owned();
-                if recorder
+            tx.request_shell(true).await
+        }
+        // Refused by the gate; the vendor's client sees the failure and closes.
+        ChannelMsg::Exec { command, .. } if is_file_transfer(&command) => Ok(()),
+        ChannelMsg::Exec { command, .. } => {
+            let shown = String::from_utf8_lossy(&command).into_owned();
+            if !recorded(
+                recorder
                     .record(Event::Start {
                         term: term.clone(),
                         command: Some(shown),
                     })
-                    .await
-                    .is_err()
-                {
-                    return End::RecordingFailed;
-                }
-                tx.exec(true, command).await
+                    .await,
+            ) {
+                return Forwarded::RecordingFailed;
             }
-            ChannelMsg::WindowChange {
-                col_width,
-                row_height,
-                pix_width,
-                pix_height,
-            } => {
-                if recorder
+            tx.exec(true, command).await
+        }
+        ChannelMsg::WindowChange {
+            col_width,
+            row_height,
+            pix_width,
+            pix_height,
+        } => {
+            if !recorded(
+                recorder
                     .record(Event::Resize {
                         cols: col_width,
                         rows: row_height,
                     })
-                    .await
-                    .is_err()
-                {
-                    return End::RecordingFailed;
-                }
-                tx.window_change(col_width, row_height, pix_width, pix_height)
-                    .await
+                    .await,
+            ) {
+                return Forwarded::RecordingFailed;
             }
-            ChannelMsg::Signal { signal } => tx.signal(signal).await,
-            // Refused by the gate (subsystems, X11, agent, other env) or not ours to relay.
-            _ => Ok(()),
-        };
-        if sent.is_err() {
-            // The target side is gone; the other loop sees its close.
-            return End::Target;
+            tx.window_change(col_width, row_height, pix_width, pix_height)
+                .await
         }
+        ChannelMsg::Signal { signal } => tx.signal(signal).await,
+        // Refused by the gate (subsystems, X11, agent, other env) or not ours to relay.
+        _ => Ok(()),
+    };
+    match sent {
+        Ok(()) => Forwarded::Yes,
+        // The target side is gone; the other direction sees its close.
+        Err(_) => Forwarded::TargetGone,
     }
-    End::Vendor
 }
 
 /// Target → vendor: output, stderr, exit status or signal, EOF. Returns when the target

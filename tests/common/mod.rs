@@ -1,0 +1,455 @@
+//! The test harness: a real OpenSSH `sshd` as the target, the real `chaperone` binary,
+//! and the real `ssh` client, all on loopback ports in a fresh temp dir per test.
+
+#![allow(dead_code)]
+
+pub mod pty;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_chaperone");
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// A free loopback port (bound, read, released: the child binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Generates an ed25519 key pair at `path` (and `path.pub`).
+pub fn keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen failed");
+}
+
+pub fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A real sshd on a loopback port, accepting the keys in `authorized_keys`.
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    pub host_key_pub: String,
+    pub dir: PathBuf,
+}
+
+impl Sshd {
+    pub fn start(dir: &Path, authorized_keys: &str) -> Sshd {
+        let dir = dir.join("sshd");
+        std::fs::create_dir_all(&dir).unwrap();
+        let host_key = dir.join("host_ed25519");
+        keygen(&host_key);
+        std::fs::write(dir.join("authorized_keys"), authorized_keys).unwrap();
+        // sshd (as root) needs its privilege separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nStrictModes no\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPidFile none\n\
+             PermitRootLogin yes\nAcceptEnv LANG LC_* TERM\nSubsystem sftp internal-sftp\n\
+             AllowTcpForwarding yes\nPrintMotd no\nPrintLastLog no\nLogLevel ERROR\n",
+            host_key.display(),
+            dir.join("authorized_keys").display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd (is openssh-server installed? run scripts/test)");
+        wait_for_port(port, "sshd");
+        let host_key_pub = std::fs::read_to_string(dir.join("host_ed25519.pub")).unwrap();
+        Sshd {
+            child,
+            port,
+            host_key_pub: host_key_pub.trim().to_string(),
+            dir,
+        }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The chaperone binary with its own config, data and recordings in a temp dir.
+pub struct Bastion {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl Bastion {
+    pub fn new(dir: &Path) -> Bastion {
+        let dir = dir.join("bastion");
+        std::fs::create_dir_all(dir.join("config")).unwrap();
+        let config = dir.join("config/chaperone.toml");
+        std::fs::write(
+            &config,
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"../data\"\nrecordings_dir = \"../recordings\"\n\n\
+             [recording]\nflush_interval_ms = 200\n\n[upstream]\nconnect_timeout_secs = 5\n",
+        )
+        .unwrap();
+        Bastion {
+            dir,
+            config,
+            child: None,
+            port: 0,
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .env("CHAPERONE_LOG", "info");
+        cmd
+    }
+
+    /// Runs a chaperone subcommand to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// Runs a subcommand that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "chaperone {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn upstream_public_key(&self) -> String {
+        let out = self.ok(&["keys"]);
+        let line = out.lines().find(|l| l.starts_with("upstream key")).unwrap();
+        line.split_once("): ").unwrap().1.to_string()
+    }
+
+    pub fn host_public_key(&self) -> String {
+        std::fs::read_to_string(self.dir.join("data/keys/host_ed25519.pub"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub fn recordings(&self) -> PathBuf {
+        self.dir.join("recordings")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Starts `serve --listen 127.0.0.1:0` and waits for the port it reports.
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join("serve.log")).unwrap();
+        let mut child = self
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("serve did not start: {}", self.log()));
+        self.port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// Waits for the serve process to exit and returns its status.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Bastion {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A vendor with a key pair and a known_hosts file that pins the bastion.
+pub struct VendorClient {
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+impl VendorClient {
+    pub fn new(dir: &Path, name: &str) -> VendorClient {
+        let key = dir.join(format!("{name}_ed25519"));
+        keygen(&key);
+        VendorClient {
+            key,
+            known_hosts: dir.join(format!("{name}_known_hosts")),
+        }
+    }
+
+    pub fn public_key_path(&self) -> String {
+        format!("{}.pub", self.key.display())
+    }
+
+    pub fn trust(&self, bastion: &Bastion) {
+        let line = format!(
+            "[127.0.0.1]:{} {}\n",
+            bastion.port,
+            bastion.host_public_key()
+        );
+        std::fs::write(&self.known_hosts, line).unwrap();
+    }
+
+    /// An `ssh` command to the bastion as `user`, strict about the bastion's host key.
+    pub fn ssh(&self, bastion: &Bastion, user: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(self.options(bastion))
+            .arg("-p")
+            .arg(bastion.port.to_string())
+            .arg(format!("{user}@127.0.0.1"));
+        cmd
+    }
+
+    /// The options every client program (ssh, sftp, scp) gets.
+    pub fn options(&self, _bastion: &Bastion) -> Vec<String> {
+        vec![
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            "ConnectTimeout=10".into(),
+            "-i".into(),
+            self.key.display().to_string(),
+        ]
+    }
+}
+
+/// The usual scene: a target sshd, a running bastion that may log into it, a vendor
+/// `acme` and a target `erp01` registered.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub sshd: Sshd,
+    pub bastion: Bastion,
+    pub vendor: VendorClient,
+    pub account: String,
+}
+
+impl World {
+    pub fn new() -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut bastion = Bastion::new(tmp.path());
+        let sshd = Sshd::start(tmp.path(), &bastion.upstream_public_key());
+        let vendor = VendorClient::new(tmp.path(), "acme");
+        let account = whoami();
+        bastion.ok(&[
+            "vendor",
+            "add",
+            "acme",
+            "--email",
+            "ops@acme.example",
+            "--key",
+            &vendor.public_key_path(),
+        ]);
+        bastion.ok(&[
+            "target",
+            "add",
+            "erp01",
+            "--address",
+            &sshd.address(),
+            "--host-key",
+            &sshd.host_key_pub,
+            "--account",
+            &account,
+        ]);
+        bastion.start();
+        vendor.trust(&bastion);
+        World {
+            tmp,
+            sshd,
+            bastion,
+            vendor,
+            account,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `ssh acme:erp01@bastion COMMAND`, waiting for it to finish.
+    pub fn exec(&self, command: &str) -> Output {
+        self.vendor
+            .ssh(&self.bastion, "acme:erp01")
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// The ids of recorded sessions, oldest first.
+    pub fn session_ids(&self) -> Vec<String> {
+        self.bastion
+            .ok(&["recordings", "list"])
+            .lines()
+            .filter(|l| !l.starts_with("no recorded"))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn last_session(&self) -> String {
+        self.session_ids().pop().expect("no session recorded")
+    }
+
+    /// The folder of a session (recordings/YYYY/MM/<id>).
+    pub fn folder(&self, id: &str) -> PathBuf {
+        for year in std::fs::read_dir(self.bastion.recordings())
+            .unwrap()
+            .flatten()
+        {
+            for month in std::fs::read_dir(year.path()).unwrap().flatten() {
+                let candidate = month.path().join(id);
+                if candidate.is_dir() {
+                    return candidate;
+                }
+            }
+        }
+        panic!("no folder for session {id}");
+    }
+
+    /// Waits until `f` holds (sessions are written up by the bastion just after ssh exits).
+    pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; bastion log:\n{}",
+                self.bastion.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// session.json of a session once it has ended.
+    pub fn ended_session_json(&self, id: &str) -> serde_json::Value {
+        let path = self.folder(id).join("session.json");
+        let mut json = serde_json::Value::Null;
+        self.eventually("session.json to say the session ended", || {
+            json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
+                .unwrap_or_default();
+            json["state"] != "live" && !json["state"].is_null()
+        });
+        json
+    }
+}
+
+/// Writes `size` bytes of incompressible pseudo-random data (fast, deterministic).
+pub fn random_file(path: &Path, size: usize, seed: u64) {
+    let mut state = seed | 1;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut left = size;
+    let mut block = vec![0u8; 64 * 1024];
+    while left > 0 {
+        for chunk in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let bytes = state.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        let n = left.min(block.len());
+        out.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+    out.flush().unwrap();
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut file = std::fs::File::open(path).unwrap();
+    std::io::copy(&mut file, &mut hasher).unwrap();
+    format!("{:x}", hasher.finalize())
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

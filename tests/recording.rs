@@ -1,0 +1,259 @@
+//! Every channel is recorded as zstd-compressed asciicast v3 beside session.json; real
+//! readers (zstd, asciinema) read it; a crash loses at most about a second; shutdown
+//! finishes recordings.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::pty::Pty;
+use crate::common::*;
+
+#[test]
+fn exec_session_is_recorded_with_its_metadata() {
+    let w = World::new();
+    let out = w.exec("printf 'größe\\n'; echo oops >&2; exit 4");
+    assert_eq!(out.status.code(), Some(4));
+    let id = w.last_session();
+    assert_eq!(id.len(), 14);
+    let json = w.ended_session_json(&id);
+    assert_eq!(json["vendor"], "acme");
+    assert_eq!(json["target"], "erp01");
+    assert_eq!(json["account"], w.account.as_str());
+    assert_eq!(json["exit_status"], 4);
+    assert_eq!(json["state"], "ended");
+    assert_eq!(json["bytes_out"], "größe\noops\n".len());
+    assert!(
+        json["client_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert_eq!(json["chaperone_version"], env!("CARGO_PKG_VERSION"));
+    assert!(json["end"].is_string());
+
+    // The real zstd reads the file (a sequence of frames) as asciicast v3.
+    let cast = w.folder(&id).join("session.cast.zst");
+    let plain = Command::new("zstd")
+        .args(["-dc"])
+        .arg(&cast)
+        .output()
+        .unwrap();
+    assert!(plain.status.success());
+    let text = String::from_utf8(plain.stdout).unwrap();
+    let mut lines = text.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 3);
+    assert_eq!(
+        header["command"],
+        "printf 'größe\\n'; echo oops >&2; exit 4"
+    );
+    assert!(header["term"]["cols"].as_u64().unwrap() > 0);
+    let events: Vec<(f64, String, String)> =
+        lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    let output: String = events
+        .iter()
+        .filter(|e| e.1 == "o")
+        .map(|e| e.2.as_str())
+        .collect();
+    assert_eq!(output, "größe\noops\n");
+    assert_eq!(events.last().unwrap().1, "x");
+    assert_eq!(events.last().unwrap().2, "4");
+
+    assert_eq!(w.bastion.ok(&["recordings", "cat", &id]), "größe\noops\n");
+    let listed = w.bastion.ok(&["recordings", "list"]);
+    assert!(
+        listed.contains("acme@erp01") && listed.contains("exit 4"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn interactive_session_with_resize_is_read_by_asciinema() {
+    let w = World::new();
+    let mut ssh = w.vendor.ssh(&w.bastion, "acme:erp01");
+    ssh.arg("-t").env("TERM", "xterm-256color");
+    let mut pty = Pty::spawn(ssh, 100, 30);
+    pty.type_text("PS1='rdy> '\r");
+    pty.expect("rdy> ");
+    pty.type_text("echo typed-$((40+2))\r");
+    pty.expect("typed-42");
+    pty.resize(120, 40);
+    std::thread::sleep(Duration::from_millis(300));
+    pty.type_text("stty size\r");
+    pty.expect("40 120");
+    pty.type_text("exit\r");
+    assert!(
+        pty.wait(Duration::from_secs(15)).success(),
+        "{}",
+        pty.output()
+    );
+
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let v2 = w.path("session.v2.cast");
+    w.bastion.ok(&[
+        "recordings",
+        "export",
+        &id,
+        "--format",
+        "v2",
+        "-o",
+        v2.to_str().unwrap(),
+    ]);
+
+    // `asciinema cat` wants a terminal: give it one with script(1).
+    let cat = Command::new("script")
+        .args([
+            "-qec",
+            &format!("asciinema cat {}", v2.display()),
+            "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = stdout(&cat);
+    assert!(
+        cat.status.success(),
+        "asciinema cat failed: {shown} {}",
+        stderr(&cat)
+    );
+    assert!(shown.contains("typed-42"), "{shown}");
+    assert!(shown.contains("40 120"), "{shown}");
+
+    // asciinema's own parser: header size, what was typed, the resize.
+    let script = format!(
+        "from asciinema import asciicast\n\
+         with asciicast.open_from_url('{}') as a:\n    \
+             ev = list(a.events())\n    \
+             print('SIZE', a.v2_header['width'], a.v2_header['height'], a.v2_header['env']['TERM'])\n    \
+             print('INPUT', repr(''.join(e[2] for e in ev if e[1] == 'i')))\n    \
+             print('RESIZE', [e[2] for e in ev if e[1] == 'r'])\n",
+        v2.display()
+    );
+    let parsed = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let report = stdout(&parsed);
+    assert!(parsed.status.success(), "{}", stderr(&parsed));
+    assert!(report.contains("SIZE 100 30 xterm-256color"), "{report}");
+    assert!(report.contains("echo typed-$((40+2))"), "{report}");
+    assert!(report.contains("RESIZE ['120x40']"), "{report}");
+}
+
+#[test]
+fn recording_survives_kill_9_mid_session() {
+    let w = World::new();
+    let mut child = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .arg("i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.02; done")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = 0;
+    let mut line = String::new();
+    // Read until the vendor has seen 100 lines, then give the recorder more than a flush
+    // interval before killing chaperone without warning.
+    while seen < 100 {
+        line.clear();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        seen += 1;
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    w.bastion.signal(libc::SIGKILL);
+    let _ = child.wait();
+
+    let id = w.last_session();
+    let cat = w.bastion.run(&["recordings", "cat", &id]);
+    assert!(cat.status.success(), "{}", stderr(&cat));
+    let text = stdout(&cat);
+    for n in 1..=100 {
+        assert!(
+            text.contains(&format!("line-{n}\n")),
+            "line-{n} lost after kill -9"
+        );
+    }
+    assert!(
+        stderr(&cat).contains("ends early") || text.ends_with('\n'),
+        "{}",
+        stderr(&cat)
+    );
+    // zstd reads every complete frame of the cut file.
+    let cast = w.folder(&id).join("session.cast.zst");
+    let frames = Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc {} 2>/dev/null | head -1", cast.display()))
+        .output()
+        .unwrap();
+    assert!(stdout(&frames).contains("\"version\":3"));
+}
+
+#[test]
+fn sigterm_ends_sessions_with_a_message_and_finishes_recordings() {
+    let mut w = World::new();
+    let child = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .arg("echo started; sleep 60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    w.eventually("the session to start", || w.session_ids().len() == 1);
+    std::thread::sleep(Duration::from_millis(500));
+    w.bastion.signal(libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        stderr(&out).contains("chaperone: the bastion is shutting down"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "started\n");
+    let status = w.bastion.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", w.bastion.log());
+
+    let id = w.last_session();
+    let json = w.ended_session_json(&id);
+    assert_eq!(json["state"], "ended");
+    let cat = w.bastion.run(&["recordings", "cat", &id]);
+    assert_eq!(stdout(&cat), "started\n");
+    assert!(
+        !stderr(&cat).contains("ends early"),
+        "recording was not finished: {}",
+        stderr(&cat)
+    );
+    // The reason is on the timeline too.
+    let plain = Command::new("zstd")
+        .arg("-dc")
+        .arg(w.folder(&id).join("session.cast.zst"))
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&plain).contains("\"m\", \"the bastion is shutting down"),
+        "{}",
+        stdout(&plain)
+    );
+}
+
+#[test]
+fn no_recording_no_session() {
+    let w = World::new();
+    // Make the recordings folder impossible to create sessions in (a file in its place;
+    // permissions would not stop root).
+    let recordings = w.bastion.recordings();
+    std::fs::remove_dir_all(&recordings).unwrap();
+    std::fs::write(&recordings, "not a folder").unwrap();
+    let out = w.exec("echo must-not-run > /dev/null; echo ran");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(!stdout(&out).contains("ran"));
+    assert!(
+        stderr(&out).contains("chaperone: the session cannot be recorded"),
+        "{}",
+        stderr(&out)
+    );
+}

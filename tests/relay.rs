@@ -1,0 +1,174 @@
+//! The relay is faithful: output, stderr, exit codes, binary streams both ways, EOF,
+//! environment, several channels on one connection.
+
+use std::process::Stdio;
+
+use crate::common::*;
+
+#[test]
+fn exec_keeps_stdout_stderr_and_exit_status_apart() {
+    let w = World::new();
+    let out = w.exec("echo to-stdout; echo to-stderr >&2; exit 3");
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "to-stdout\n");
+    assert!(stderr(&out).contains("to-stderr"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("to-stderr"));
+
+    let out = w.exec("true");
+    assert_eq!(out.status.code(), Some(0));
+
+    // A command killed by a signal reaches the client as an exit signal (ssh exits 255).
+    let out = w.exec("kill -KILL $$");
+    assert_eq!(out.status.code(), Some(255), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn binary_streams_round_trip_byte_exact_both_ways() {
+    let w = World::new();
+    let source = w.path("source.bin");
+    random_file(&source, 50 * 1024 * 1024, 7);
+    let expected = sha256_file(&source);
+
+    // Upload: the vendor's stdin reaches the target, then EOF ends `cat`.
+    let uploaded = w.path("uploaded.bin");
+    let out = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .arg(format!("cat > {}", uploaded.display()))
+        .stdin(std::fs::File::open(&source).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "upload failed: {}", stderr(&out));
+    assert_eq!(sha256_file(&uploaded), expected, "upload altered the bytes");
+
+    // Download.
+    let downloaded = w.path("downloaded.bin");
+    let out = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .arg(format!("cat {}", source.display()))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&downloaded).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "download failed: {}", stderr(&out));
+    assert_eq!(
+        sha256_file(&downloaded),
+        expected,
+        "download altered the bytes"
+    );
+
+    // Both directions at once through one channel: a full-duplex stream must not stall.
+    let echoed = w.path("echoed.bin");
+    let out = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .arg("cat")
+        .stdin(std::fs::File::open(&source).unwrap())
+        .stdout(std::fs::File::create(&echoed).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "echo failed: {}", stderr(&out));
+    assert_eq!(
+        sha256_file(&echoed),
+        expected,
+        "full-duplex echo altered the bytes"
+    );
+}
+
+#[test]
+fn tar_pipes_through_and_env_is_filtered() {
+    let w = World::new();
+    let src = w.path("tree");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), "alpha\n").unwrap();
+    random_file(&src.join("sub/b.bin"), 300_000, 3);
+    let dst = w.path("unpacked");
+    std::fs::create_dir_all(&dst).unwrap();
+    let mut tar = std::process::Command::new("tar")
+        .args(["c", "-C"])
+        .arg(&src)
+        .arg(".")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .arg(format!("tar x -C {}", dst.display()))
+        .stdin(tar.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(tar.wait().unwrap().success());
+    assert!(out.status.success(), "tar x failed: {}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dst.join("a.txt")).unwrap(),
+        "alpha\n"
+    );
+    assert_eq!(
+        sha256_file(&dst.join("sub/b.bin")),
+        sha256_file(&src.join("sub/b.bin"))
+    );
+
+    // LC_* passes; anything else (which could change the target's behaviour) does not.
+    let out = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .args(["-o", "SetEnv=LC_CHAPERONE=passed EVIL_VAR=leaked"])
+        .arg("echo \"[$LC_CHAPERONE][$EVIL_VAR]\"")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "[passed][]\n", "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn several_channels_on_one_connection_are_each_recorded() {
+    let w = World::new();
+    let control = w.path("cm.sock");
+    let master = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .args(["-o", "ControlMaster=yes", "-o"])
+        .arg(format!("ControlPath={}", control.display()))
+        .args(["-N", "-f"])
+        .output()
+        .unwrap();
+    assert!(
+        master.status.success(),
+        "control master: {}",
+        stderr(&master)
+    );
+    for word in ["first-channel", "second-channel"] {
+        let out = w
+            .vendor
+            .ssh(&w.bastion, "acme:erp01")
+            .arg("-o")
+            .arg(format!("ControlPath={}", control.display()))
+            .arg(format!("echo {word}"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            stdout(&out),
+            format!("{word}\n"),
+            "stderr: {}",
+            stderr(&out)
+        );
+    }
+    let _ = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .arg("-o")
+        .arg(format!("ControlPath={}", control.display()))
+        .args(["-O", "exit"])
+        .output();
+    let id = w.last_session();
+    assert_eq!(w.session_ids().len(), 1, "one connection is one session");
+    let json = w.ended_session_json(&id);
+    assert_eq!(json["channels"].as_array().map(Vec::len), Some(2), "{json}");
+    let first = w.bastion.ok(&["recordings", "cat", &id, "--channel", "1"]);
+    let second = w.bastion.ok(&["recordings", "cat", &id, "--channel", "2"]);
+    assert_eq!(first, "first-channel\n");
+    assert_eq!(second, "second-channel\n");
+}
