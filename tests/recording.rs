@@ -257,3 +257,62 @@ fn no_recording_no_session() {
         stderr(&out)
     );
 }
+
+/// Unmounts a test file system however the test ends.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_recording_that_cannot_be_written_ends_the_session() {
+    let w = World::new();
+    // A disk that fills up mid-session: a 256 KiB tmpfs under the recordings folder.
+    let recordings = w.bastion.recordings();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&recordings)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "this test needs to mount a tmpfs (run as root)"
+    );
+    let _mount = Mount(recordings.clone());
+
+    let out = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .arg("head -c 30000000 /dev/urandom | base64")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("chaperone: the recording cannot be written, so the session has been ended"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        out.stdout.len() < 30_000_000 * 4 / 3,
+        "the output went on unrecorded"
+    );
+    // What was recorded before the disk filled is still readable.
+    let id = w.last_session();
+    let cat = w.bastion.run(&["recordings", "cat", &id]);
+    assert!(cat.status.success(), "{}", stderr(&cat));
+    assert!(!cat.stdout.is_empty());
+    // The vendor saw no more than what reached the disk plus what was in flight to it
+    // (the recorder's queue and the frame being filled): the session stopped at once.
+    let in_flight = 3 * 1024 * 1024;
+    assert!(
+        out.stdout.len() <= cat.stdout.len() + in_flight,
+        "vendor saw {} bytes, the recording has {}",
+        out.stdout.len(),
+        cat.stdout.len()
+    );
+}

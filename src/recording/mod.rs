@@ -27,10 +27,11 @@ use crate::config::RecordingConfig;
 /// File name of a session's first channel; later channels are `session.N.cast.zst`.
 pub const FIRST_CAST: &str = "session.cast.zst";
 
-/// Events waiting for the writer, per channel. Full means the disk (or the CPU doing
-/// compression) is behind: the relay then waits, which slows the target's output to
-/// what can be recorded. Never drop: an unrecorded byte must not reach the vendor.
-const QUEUE_EVENTS: usize = 256;
+/// Events waiting for the writer, per channel (each at most one SSH packet, 32 KiB, so
+/// at most 2 MiB). Full means the disk (or the CPU doing compression) is behind: the
+/// relay then waits, which slows the target's output to what can be recorded. Never
+/// drop. What sits here when the disk fails is what the vendor saw but the file lacks.
+const QUEUE_EVENTS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
