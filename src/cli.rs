@@ -8,11 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::recording::export::Format;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "chaperone",
-    version,
-    about = "Session-recording SSH bastion for supervised vendor access"
-)]
+#[command(name = "chaperone", version, about = "Session-recording SSH bastion for supervised vendor access")]
 pub struct Cli {
     /// Configuration file (relative paths inside it resolve against its folder).
     /// Default: config/chaperone.toml if it exists, else built-in defaults (data in
@@ -41,6 +37,175 @@ pub enum Command {
     /// List, print and export session recordings.
     #[command(subcommand)]
     Recordings(RecordingsCommand),
+    /// Register clients (the companies owning targets; they receive confirmations).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Register technicians (the provider's staff who approve and supervise).
+    #[command(subcommand)]
+    Tech(TechCommand),
+    /// Book, acknowledge, approve and cancel vendor access windows.
+    #[command(subcommand)]
+    Booking(BookingCommand),
+    /// Print the audit log, or verify its hash chain.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client with the address(es) confirmations go to.
+    Add {
+        name: String,
+        /// May repeat.
+        #[arg(long = "email", required = true)]
+        emails: Vec<String>,
+    },
+    List,
+    Show {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TechCommand {
+    /// Register a technician with an e-mail address and SSH public key(s).
+    Add {
+        name: String,
+        #[arg(long)]
+        email: String,
+        /// OpenSSH public key line, or a path to a .pub file; may repeat.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    /// The technician can no longer approve or supervise.
+    Disable {
+        name: String,
+    },
+}
+
+/// A booking id: `17` or `B-17`.
+#[derive(Debug, Clone, Copy)]
+pub struct BookingId(pub i64);
+
+impl std::str::FromStr for BookingId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let digits = s.strip_prefix("B-").or_else(|| s.strip_prefix("b-")).unwrap_or(s);
+        digits
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(BookingId)
+            .ok_or_else(|| format!("{s:?} is not a booking id like B-17"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Party {
+    Vendor,
+    Client,
+    Provider,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BookingCommand {
+    /// Book a window for a vendor on a target; prints the booking's id.
+    Create {
+        #[arg(long)]
+        vendor: String,
+        #[arg(long)]
+        target: String,
+        /// The login account on the target (must be one of its accounts).
+        #[arg(long)]
+        account: String,
+        /// Start, wall-clock "YYYY-MM-DD HH:MM" in --tz.
+        #[arg(long)]
+        start: String,
+        /// End, wall-clock "YYYY-MM-DD HH:MM" in --tz.
+        #[arg(long)]
+        end: String,
+        /// Time zone of --start/--end (default: policy.timezone).
+        #[arg(long)]
+        tz: Option<String>,
+        /// The session plan: a Markdown file (what, on which systems, who, rollback).
+        #[arg(long)]
+        plan: PathBuf,
+        /// Needed to book a privileged account: why it must be one.
+        #[arg(long, value_name = "JUSTIFICATION")]
+        privileged: Option<String>,
+        /// Skip the lead time; the reason is recorded, audited and shown in the plan.
+        #[arg(long, value_name = "REASON")]
+        emergency: Option<String>,
+        /// The technician making the booking.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Upcoming and active bookings (all with --all).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        vendor: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Everything about a booking: window, plan, acknowledgements, mails.
+    Show { id: BookingId },
+    /// Write the plan's exact bytes (what signatures cover) to stdout.
+    Plan { id: BookingId },
+    /// Record a party's acknowledgement of the plan.
+    Ack {
+        id: BookingId,
+        #[arg(long, value_enum)]
+        party: Party,
+        /// An `ssh-keygen -Y sign -n chaperone-plan` signature over the plan.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// The technician recording it (provider and client acknowledgements).
+        #[arg(long)]
+        by: Option<String>,
+        /// How the client confirmed (e.g. "mail from J. Doe, 2026-11-20").
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Approve a booking: the vendor may log in inside its window.
+    Approve {
+        id: BookingId,
+        #[arg(long)]
+        by: String,
+    },
+    /// Cancel a booking; its live sessions end at once.
+    Cancel {
+        id: BookingId,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Print the booking as an iCalendar event.
+    Ics { id: BookingId },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+    /// Only entries at or after this time ("YYYY-MM-DD HH:MM", policy time zone).
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub booking: Option<BookingId>,
+    #[arg(long)]
+    pub vendor: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain and name the first broken entry.
+    Verify,
 }
 
 #[derive(Debug, Args)]
@@ -84,9 +249,21 @@ pub enum TargetCommand {
         /// leading host), or a path to a .pub file.
         #[arg(long = "host-key")]
         host_key: String,
-        /// Login account on the target; the first is the default; may repeat.
+        /// Login account on the target (unprivileged); may repeat.
         #[arg(long = "account", required = true)]
         accounts: Vec<String>,
+        /// An account with administrative rights: booking it needs a justification.
+        #[arg(long = "privileged-account")]
+        privileged_accounts: Vec<String>,
+        /// The client owning the target (see `client add`).
+        #[arg(long)]
+        client: String,
+    },
+    /// Give a target its client (targets registered before clients existed need one).
+    SetClient {
+        name: String,
+        #[arg(long)]
+        client: String,
     },
     /// List targets.
     List,

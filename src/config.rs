@@ -15,10 +15,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/chaperone.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config {path}: {message}")]
@@ -34,6 +31,31 @@ pub struct RawConfig {
     pub recording: RawRecording,
     #[serde(default)]
     pub upstream: RawUpstream,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub mail: RawMail,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub timezone: Option<String>,
+    pub lead_time_days: Option<i64>,
+    pub max_window_hours: Option<i64>,
+    pub require_acknowledgements: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMail {
+    pub transport: Option<String>,
+    pub from: Option<String>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_tls: Option<String>,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +93,64 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// Bound on the TCP connect plus SSH handshake to a target.
     pub upstream_connect_timeout: Duration,
+    pub policy: PolicyConfig,
+    pub mail: MailConfig,
+}
+
+/// The SOP's numbers (rules 4, 7, 8).
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Wall-clock zone of booking times typed and shown.
+    pub timezone: chrono_tz::Tz,
+    /// A window must start at least this long after it was booked (SOP rule 8).
+    pub lead_time: chrono::Duration,
+    /// Longest window; a day-long open door is not supervision.
+    pub max_window: chrono::Duration,
+    /// Approval needs the vendor's signed and the client's acknowledgement of the plan.
+    pub require_acknowledgements: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            timezone: chrono_tz::Europe::Berlin,
+            lead_time: chrono::Duration::days(7),
+            max_window: chrono::Duration::hours(12),
+            require_acknowledgements: true,
+        }
+    }
+}
+
+/// How confirmation e-mails leave.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// The From address of every message.
+    pub from: String,
+    pub transport: MailTransport,
+}
+
+#[derive(Debug, Clone)]
+pub enum MailTransport {
+    /// `.eml` files in this folder (default `<data>/outbox`), for a relay that picks them up.
+    Outbox(PathBuf),
+    Smtp(SmtpConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub credentials: Option<(String, crate::keys::Secret<String>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP: only for a relay on loopback.
+    None,
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,10 +164,7 @@ pub struct RecordingConfig {
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        RecordingConfig {
-            zstd_level: 3,
-            flush_interval: Duration::from_millis(1000),
-        }
+        RecordingConfig { zstd_level: 3, flush_interval: Duration::from_millis(1000) }
     }
 }
 
@@ -104,52 +181,33 @@ impl Config {
     /// defaults relative to the current folder.
     pub fn load_default() -> Result<Config, ConfigError> {
         let path = Path::new(DEFAULT_CONFIG_PATH);
-        if path.exists() {
-            Config::load(path)
-        } else {
-            Config::from_toml(Path::new("chaperone.toml"), "")
-        }
+        if path.exists() { Config::load(path) } else { Config::from_toml(Path::new("chaperone.toml"), "") }
     }
 
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Config::from_toml(path, &text)
     }
 
     /// Validates `text` as if read from `path` (relative paths resolve against its folder).
     pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: one_line_toml_error(&e, text),
-        })?;
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        };
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: one_line_toml_error(&e, text) })?;
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
         let base = absolute(path.parent().unwrap_or(Path::new(".")));
 
         let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:2222");
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            invalid(format!(
-                "server.listen: {listen_text:?} is not an address like 127.0.0.1:2222"
-            ))
-        })?;
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid(format!("server.listen: {listen_text:?} is not an address like 127.0.0.1:2222")))?;
         let data_dir = base.join(raw.server.data_dir.unwrap_or_else(|| PathBuf::from("data")));
-        let recordings_dir = base.join(
-            raw.server
-                .recordings_dir
-                .unwrap_or_else(|| PathBuf::from("recordings")),
-        );
+        let recordings_dir = base.join(raw.server.recordings_dir.unwrap_or_else(|| PathBuf::from("recordings")));
 
         let zstd_level = raw.recording.zstd_level.unwrap_or(3);
         if !(1..=19).contains(&zstd_level) {
-            return Err(invalid(format!(
-                "recording.zstd_level: {zstd_level} is not within 1..=19"
-            )));
+            return Err(invalid(format!("recording.zstd_level: {zstd_level} is not within 1..=19")));
         }
         let flush_ms = raw.recording.flush_interval_ms.unwrap_or(1000);
         if !(10..=1000).contains(&flush_ms) {
@@ -159,22 +217,77 @@ impl Config {
         }
         let connect_secs = raw.upstream.connect_timeout_secs.unwrap_or(10);
         if !(1..=300).contains(&connect_secs) {
-            return Err(invalid(format!(
-                "upstream.connect_timeout_secs: {connect_secs} is not within 1..=300"
-            )));
+            return Err(invalid(format!("upstream.connect_timeout_secs: {connect_secs} is not within 1..=300")));
         }
+        let policy = policy_config(&raw.policy).map_err(invalid)?;
+        let mail = mail_config(&raw.mail, &data_dir).map_err(invalid)?;
         Ok(Config {
+            policy,
+            mail,
             source: absolute(path),
             listen,
             data_dir: normalize(&data_dir),
             recordings_dir: normalize(&recordings_dir),
-            recording: RecordingConfig {
-                zstd_level,
-                flush_interval: Duration::from_millis(flush_ms),
-            },
+            recording: RecordingConfig { zstd_level, flush_interval: Duration::from_millis(flush_ms) },
             upstream_connect_timeout: Duration::from_secs(connect_secs),
         })
     }
+}
+
+fn policy_config(raw: &RawPolicy) -> Result<PolicyConfig, String> {
+    let defaults = PolicyConfig::default();
+    let timezone = match &raw.timezone {
+        Some(name) => name
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| format!("policy.timezone: {name:?} is not an IANA time zone like \"Europe/Berlin\""))?,
+        None => defaults.timezone,
+    };
+    let lead_days = raw.lead_time_days.unwrap_or(7);
+    if !(0..=365).contains(&lead_days) {
+        return Err(format!("policy.lead_time_days: {lead_days} is not within 0..=365"));
+    }
+    let max_hours = raw.max_window_hours.unwrap_or(12);
+    if !(1..=168).contains(&max_hours) {
+        return Err(format!("policy.max_window_hours: {max_hours} is not within 1..=168"));
+    }
+    Ok(PolicyConfig {
+        timezone,
+        lead_time: chrono::Duration::days(lead_days),
+        max_window: chrono::Duration::hours(max_hours),
+        require_acknowledgements: raw.require_acknowledgements.unwrap_or(true),
+    })
+}
+
+fn mail_config(raw: &RawMail, data_dir: &Path) -> Result<MailConfig, String> {
+    let from = raw.from.clone().unwrap_or_else(|| "chaperone@localhost".to_string());
+    if !from.contains('@') || from.contains(char::is_whitespace) {
+        return Err(format!("mail.from: {from:?} is not an e-mail address"));
+    }
+    let transport = match raw.transport.as_deref().unwrap_or("outbox") {
+        "outbox" => MailTransport::Outbox(data_dir.join("outbox")),
+        "smtp" => {
+            let host = raw.smtp_host.clone().ok_or("mail.smtp_host is required for transport \"smtp\"")?;
+            let tls = match raw.smtp_tls.as_deref().unwrap_or("starttls") {
+                "none" => SmtpTls::None,
+                "starttls" => SmtpTls::StartTls,
+                "tls" => SmtpTls::Implicit,
+                other => return Err(format!("mail.smtp_tls: {other:?} is not one of none, starttls, tls")),
+            };
+            let port = raw.smtp_port.unwrap_or(match tls {
+                SmtpTls::Implicit => 465,
+                SmtpTls::StartTls => 587,
+                SmtpTls::None => 25,
+            });
+            let credentials = match (&raw.smtp_username, &raw.smtp_password) {
+                (Some(user), Some(password)) => Some((user.clone(), crate::keys::Secret::new(password.clone()))),
+                (None, None) => None,
+                _ => return Err("mail.smtp_username and mail.smtp_password go together".into()),
+            };
+            MailTransport::Smtp(SmtpConfig { host, port, tls, credentials })
+        }
+        other => return Err(format!("mail.transport: {other:?} is not one of outbox, smtp")),
+    };
+    Ok(MailConfig { from, transport })
 }
 
 /// toml's errors span several lines (with a source excerpt); keep the first line and the
@@ -194,9 +307,7 @@ fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir()
-            .map(|d| d.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
     }
 }
 
@@ -239,11 +350,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_say_where() {
-        let err =
-            Config::from_toml(Path::new("/x/c.toml"), "[server]\nlisen = \"1\"\n").unwrap_err();
+        let err = Config::from_toml(Path::new("/x/c.toml"), "[server]\nlisen = \"1\"\n").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
-        let err = Config::from_toml(Path::new("/x/c.toml"), "[recording]\nzstd_level = 40\n")
-            .unwrap_err();
+        let err = Config::from_toml(Path::new("/x/c.toml"), "[recording]\nzstd_level = 40\n").unwrap_err();
         assert!(err.to_string().contains("zstd_level"), "{err}");
     }
 }

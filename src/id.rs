@@ -14,14 +14,10 @@ pub fn session_id(unix_ms: u64) -> String {
     let random: u32 = rand::rng().random();
     let mut out = String::with_capacity(14);
     for shift in (0..10).rev() {
-        out.push(char::from(
-            ALPHABET[((unix_ms >> (shift * 5)) & 31) as usize],
-        ));
+        out.push(char::from(ALPHABET[((unix_ms >> (shift * 5)) & 31) as usize]));
     }
     for shift in (0..4).rev() {
-        out.push(char::from(
-            ALPHABET[((random >> (shift * 5)) & 31) as usize],
-        ));
+        out.push(char::from(ALPHABET[((random >> (shift * 5)) & 31) as usize]));
     }
     out
 }

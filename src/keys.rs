@@ -11,28 +11,24 @@ use russh::keys::{HashAlg, PrivateKey, PublicKey};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot create key folder {path}: {source}")]
-    Folder {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Folder { path: PathBuf, source: std::io::Error },
     #[error("cannot read key {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("key {path} is not an OpenSSH private key: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("cannot write key {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 /// A value that must never reach a log: `Debug` prints `<secret>`.
+#[derive(Clone)]
 pub struct Secret<T>(T);
 
 impl<T> Secret<T> {
+    pub fn new(value: T) -> Secret<T> {
+        Secret(value)
+    }
+
     pub fn expose(&self) -> &T {
         &self.0
     }
@@ -57,23 +53,11 @@ pub struct Keys {
 impl Keys {
     /// Loads the three keys from `dir`, creating any that is missing.
     pub fn load_or_create(dir: &Path) -> Result<Keys, KeyError> {
-        std::fs::create_dir_all(dir).map_err(|source| KeyError::Folder {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| KeyError::Folder { path: dir.to_path_buf(), source })?;
         Ok(Keys {
-            host: Secret(load_or_create_key(
-                &dir.join("host_ed25519"),
-                "chaperone-host",
-            )?),
-            upstream: Secret(load_or_create_key(
-                &dir.join("upstream_ed25519"),
-                "chaperone-upstream",
-            )?),
-            signing: Secret(load_or_create_key(
-                &dir.join("signing_ed25519"),
-                "chaperone-signing",
-            )?),
+            host: Secret(load_or_create_key(&dir.join("host_ed25519"), "chaperone-host")?),
+            upstream: Secret(load_or_create_key(&dir.join("upstream_ed25519"), "chaperone-upstream")?),
+            signing: Secret(load_or_create_key(&dir.join("signing_ed25519"), "chaperone-signing")?),
         })
     }
 
@@ -103,30 +87,20 @@ pub fn openssh_line(key: &PublicKey) -> String {
 
 fn load_or_create_key(path: &Path, comment: &str) -> Result<PrivateKey, KeyError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => PrivateKey::from_openssh(text.as_bytes()).map_err(|e| KeyError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }),
+        Ok(text) => PrivateKey::from_openssh(text.as_bytes())
+            .map_err(|e| KeyError::Parse { path: path.to_path_buf(), message: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key(path, comment),
-        Err(source) => Err(KeyError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(KeyError::Read { path: path.to_path_buf(), source }),
     }
 }
 
 fn create_key(path: &Path, comment: &str) -> Result<PrivateKey, KeyError> {
     use rand::RngExt;
-    let write_err = |source| KeyError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
+    let write_err = |source| KeyError::Write { path: path.to_path_buf(), source };
     let seed: [u8; 32] = rand::rng().random();
     let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
     key.set_comment(comment);
-    let pem = key
-        .to_openssh(LineEnding::LF)
-        .map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
+    let pem = key.to_openssh(LineEnding::LF).map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
     write_private(path, pem.as_bytes()).map_err(write_err)?;
     let public = format!("{}\n", openssh_line(key.public_key()));
     std::fs::write(path.with_extension("pub"), public).map_err(write_err)?;
@@ -137,11 +111,7 @@ fn create_key(path: &Path, comment: &str) -> Result<PrivateKey, KeyError> {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
@@ -176,11 +146,7 @@ pub fn parse_public_key(text_or_path: &str) -> Result<PublicKey, crate::UserErro
 }
 
 fn looks_like_path(s: &str) -> bool {
-    !s.contains(' ')
-        && (s.ends_with(".pub")
-            || s.starts_with('/')
-            || s.starts_with('.')
-            || Path::new(s).is_file())
+    !s.contains(' ') && (s.ends_with(".pub") || s.starts_with('/') || s.starts_with('.') || Path::new(s).is_file())
 }
 
 #[cfg(test)]
@@ -193,14 +159,8 @@ mod tests {
         let first = Keys::load_or_create(dir.path()).unwrap();
         let second = Keys::load_or_create(dir.path()).unwrap();
         assert_eq!(first.host_fingerprint(), second.host_fingerprint());
-        assert_eq!(
-            first.upstream_authorized_key(),
-            second.upstream_authorized_key()
-        );
-        assert_ne!(
-            first.host_fingerprint(),
-            fingerprint(first.upstream.expose().public_key())
-        );
+        assert_eq!(first.upstream_authorized_key(), second.upstream_authorized_key());
+        assert_ne!(first.host_fingerprint(), fingerprint(first.upstream.expose().public_key()));
         assert_eq!(format!("{:?}", first.signing), "<secret>");
     }
 

@@ -6,28 +6,40 @@
 //!
 //! # Layout
 //!
+//! - [`audit`]: the hash-chained audit log's entries and chain check.
+//! - [`calendar`]: a booking as an iCalendar event.
 //! - [`cli`]: the clap command tree shared by every transport.
+//! - [`clock`]: the injected clock every rule reads (movable only in debug builds).
 //! - [`commands`]: one file per subcommand family; glue between the CLI and the library.
 //! - [`config`]: raw TOML into a validated [`config::Config`] with resolved paths.
 //! - [`keys`]: the bastion's three keys (host, upstream client, signing), created on first start.
 //! - [`names`]: validation of the names people type (vendors, targets, accounts).
 //! - [`store`]: SQLite schema, migrations and queries for vendors, targets and sessions.
-//! - [`policy`]: pure admission rules: who may reach which target as which account.
+//! - [`notify`]: confirmation and cancellation e-mails (outbox files or SMTP).
+//! - [`plan`]: the written session plan: title and steps, signature checks.
+//! - [`policy`]: pure rules: admission inside approved windows, booking rules.
+//! - [`scheduler`]: window edges, warnings and ends of running sessions, mail delivery.
 //! - [`gate`]: the SSH server facing vendors; a thin russh handler that hands work on.
 //! - [`session`]: one admitted login: upstream connection, channel relays, recordings.
 //! - [`upstream`]: the SSH client facing the target, with host-key pinning.
 //! - [`recording`]: asciicast v3 writer (zstd frames), tolerant reader and exports.
 //! - [`id`]: short, unique, time-sortable session ids.
 
+pub mod audit;
+pub mod calendar;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod gate;
 pub mod id;
 pub mod keys;
 pub mod names;
+pub mod notify;
+pub mod plan;
 pub mod policy;
 pub mod recording;
+pub mod scheduler;
 pub mod session;
 pub mod store;
 pub mod upstream;
@@ -44,11 +56,7 @@ pub fn is_user_error(err: &anyhow::Error) -> bool {
         cause.is::<UserError>()
             || matches!(
                 cause.downcast_ref::<store::StoreError>(),
-                Some(
-                    store::StoreError::Invalid(_)
-                        | store::StoreError::Duplicate(_)
-                        | store::StoreError::NotFound(_)
-                )
+                Some(store::StoreError::Invalid(_) | store::StoreError::Duplicate(_) | store::StoreError::NotFound(_))
             )
             || cause.is::<config::ConfigError>()
     })

@@ -64,11 +64,7 @@ impl LoginName {
         if let Some(a) = &account {
             check_account(a).ok()?;
         }
-        Some(LoginName {
-            vendor,
-            target,
-            account,
-        })
+        Some(LoginName { vendor, target, account })
     }
 }
 
@@ -90,22 +86,10 @@ mod tests {
     fn login_names() {
         assert_eq!(
             LoginName::parse("acme:erp01:app"),
-            Some(LoginName {
-                vendor: "acme".into(),
-                target: Some("erp01".into()),
-                account: Some("app".into())
-            })
+            Some(LoginName { vendor: "acme".into(), target: Some("erp01".into()), account: Some("app".into()) })
         );
         assert_eq!(LoginName::parse("acme").map(|l| l.target), Some(None));
-        for bad in [
-            "",
-            "acme:",
-            "acme:erp01:",
-            "a:b:c:d",
-            "ACME",
-            "acme:erp01:-x",
-            "acme:../x",
-        ] {
+        for bad in ["", "acme:", "acme:erp01:", "a:b:c:d", "ACME", "acme:erp01:-x", "acme:../x"] {
             assert_eq!(LoginName::parse(bad), None, "{bad}");
         }
     }

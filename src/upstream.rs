@@ -15,17 +15,9 @@ use crate::store::Target;
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("target {target:?}: host key mismatch: expected {expected}, got {got}")]
-    HostKeyMismatch {
-        target: String,
-        expected: String,
-        got: String,
-    },
+    HostKeyMismatch { target: String, expected: String, got: String },
     #[error("target {target:?} ({address}) is unreachable: {message}")]
-    Unreachable {
-        target: String,
-        address: String,
-        message: String,
-    },
+    Unreachable { target: String, address: String, message: String },
     #[error("target {target:?} refused chaperone's login as {account:?}")]
     LoginRefused { target: String, account: String },
     #[error("target {target:?}: pinned host key is unusable: {message}")]
@@ -44,10 +36,7 @@ struct Pinned {
 impl client::Handler for Pinned {
     type Error = russh::Error;
 
-    async fn check_server_key(
-        &mut self,
-        offered: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
+    async fn check_server_key(&mut self, offered: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = offered else {
             return Ok(false);
         };
@@ -71,87 +60,58 @@ impl Upstream {
         key: &PrivateKey,
         timeout: Duration,
     ) -> Result<Upstream, UpstreamError> {
-        let expected =
-            crate::keys::parse_public_key(&target.host_key).map_err(|e| UpstreamError::BadPin {
-                target: target.name.clone(),
-                message: e.0,
-            })?;
+        let expected = crate::keys::parse_public_key(&target.host_key)
+            .map_err(|e| UpstreamError::BadPin { target: target.name.clone(), message: e.0 })?;
         let unreachable = |message: String| UpstreamError::Unreachable {
             target: target.name.clone(),
             address: target.address.clone(),
             message,
         };
         let seen = Arc::new(Mutex::new(None));
-        let handler = Pinned {
-            expected: expected.clone(),
-            seen: seen.clone(),
-        };
+        let handler = Pinned { expected: expected.clone(), seen: seen.clone() };
         let config = Arc::new(client_config());
 
         let connecting = async {
-            let addr = resolve(&target.address)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            let socket = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
+            let addr = resolve(&target.address).await.map_err(|e| unreachable(e.to_string()))?;
+            let socket = tokio::net::TcpStream::connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
             let _ = socket.set_nodelay(true);
-            client::connect_stream(config, socket, handler)
-                .await
-                .map_err(|err| {
-                    let got = seen.lock().ok().and_then(|s| s.clone());
-                    match (err, got) {
-                        (russh::Error::UnknownKey, Some(got)) => UpstreamError::HostKeyMismatch {
-                            target: target.name.clone(),
-                            expected: fingerprint(&expected),
-                            got: fingerprint(&got),
-                        },
-                        (err, _) => unreachable(err.to_string()),
-                    }
-                })
+            client::connect_stream(config, socket, handler).await.map_err(|err| {
+                let got = seen.lock().ok().and_then(|s| s.clone());
+                match (err, got) {
+                    (russh::Error::UnknownKey, Some(got)) => UpstreamError::HostKeyMismatch {
+                        target: target.name.clone(),
+                        expected: fingerprint(&expected),
+                        got: fingerprint(&got),
+                    },
+                    (err, _) => unreachable(err.to_string()),
+                }
+            })
         };
         let mut handle = tokio::time::timeout(timeout, connecting)
             .await
-            .map_err(|_| {
-                unreachable(format!("no SSH handshake within {}s", timeout.as_secs()))
-            })??;
+            .map_err(|_| unreachable(format!("no SSH handshake within {}s", timeout.as_secs())))??;
 
         let key = PrivateKeyWithHashAlg::new(Arc::new(key.clone()), None);
         let auth = tokio::time::timeout(timeout, handle.authenticate_publickey(account, key))
             .await
             .map_err(|_| unreachable(format!("no login answer within {}s", timeout.as_secs())))?
-            .map_err(|e| UpstreamError::Protocol {
-                target: target.name.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| UpstreamError::Protocol { target: target.name.clone(), message: e.to_string() })?;
         if !auth.success() {
-            return Err(UpstreamError::LoginRefused {
-                target: target.name.clone(),
-                account: account.to_string(),
-            });
+            return Err(UpstreamError::LoginRefused { target: target.name.clone(), account: account.to_string() });
         }
-        Ok(Upstream {
-            handle,
-            target: target.name.clone(),
-        })
+        Ok(Upstream { handle, target: target.name.clone() })
     }
 
     /// Opens a session channel on the target.
     pub async fn open_session(&self) -> Result<russh::Channel<client::Msg>, UpstreamError> {
-        self.handle
-            .channel_open_session()
-            .await
-            .map_err(|e| UpstreamError::Protocol {
-                target: self.target.clone(),
-                message: format!("cannot open a channel: {e}"),
-            })
+        self.handle.channel_open_session().await.map_err(|e| UpstreamError::Protocol {
+            target: self.target.clone(),
+            message: format!("cannot open a channel: {e}"),
+        })
     }
 
     pub async fn disconnect(&self) {
-        let _ = self
-            .handle
-            .disconnect(russh::Disconnect::ByApplication, "session ended", "en")
-            .await;
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "session ended", "en").await;
     }
 }
 
@@ -173,7 +133,5 @@ async fn resolve(address: &str) -> std::io::Result<SocketAddr> {
     tokio::net::lookup_host(address)
         .await?
         .next()
-        .ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, "address resolves to nothing")
-        })
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "address resolves to nothing"))
 }

@@ -17,70 +17,18 @@ fn registration_refuses_bad_input_with_exit_code_2_and_changes_nothing() {
     let b = Bastion::new(tmp.path());
     let v = VendorClient::new(tmp.path(), "acme");
     let key = v.public_key_path();
-    b.ok(&[
-        "vendor",
-        "add",
-        "acme",
-        "--email",
-        "ops@acme.example",
-        "--key",
-        &key,
-    ]);
+    b.ok(&["vendor", "add", "acme", "--email", "ops@acme.example", "--key", &key]);
+    fails_with_2(&b, &["vendor", "add", "acme", "--email", "x@y.example", "--key", &key], "already exists");
+    fails_with_2(&b, &["vendor", "add", "Bad_Name", "--email", "x@y.example", "--key", &key], "invalid vendor name");
+    fails_with_2(&b, &["vendor", "add", "other", "--email", "nope", "--key", &key], "invalid e-mail");
     fails_with_2(
         &b,
-        &[
-            "vendor",
-            "add",
-            "acme",
-            "--email",
-            "x@y.example",
-            "--key",
-            &key,
-        ],
-        "already exists",
-    );
-    fails_with_2(
-        &b,
-        &[
-            "vendor",
-            "add",
-            "Bad_Name",
-            "--email",
-            "x@y.example",
-            "--key",
-            &key,
-        ],
-        "invalid vendor name",
-    );
-    fails_with_2(
-        &b,
-        &["vendor", "add", "other", "--email", "nope", "--key", &key],
-        "invalid e-mail",
-    );
-    fails_with_2(
-        &b,
-        &[
-            "vendor",
-            "add",
-            "other",
-            "--email",
-            "x@y.example",
-            "--key",
-            "ssh-ed25519 AAAAjunk",
-        ],
+        &["vendor", "add", "other", "--email", "x@y.example", "--key", "ssh-ed25519 AAAAjunk"],
         "malformed public key",
     );
     fails_with_2(
         &b,
-        &[
-            "vendor",
-            "add",
-            "other",
-            "--email",
-            "x@y.example",
-            "--key",
-            &key,
-        ],
+        &["vendor", "add", "other", "--email", "x@y.example", "--key", &key],
         "already registered for vendor \"acme\"",
     );
     fails_with_2(&b, &["vendor", "show", "ghost"], "no vendor");
@@ -89,13 +37,12 @@ fn registration_refuses_bad_input_with_exit_code_2_and_changes_nothing() {
     assert_eq!(list.lines().count(), 1, "{list}");
     assert!(list.contains("acme") && list.contains("enabled"));
     let show = b.ok(&["vendor", "show", "acme"]);
-    assert!(
-        show.contains("SHA256:") && show.contains("ops@acme.example"),
-        "{show}"
-    );
+    assert!(show.contains("SHA256:") && show.contains("ops@acme.example"), "{show}");
 
     let host = std::fs::read_to_string(&key).unwrap();
+    b.ok(&["client", "add", "globex", "--email", "it@globex.example"]);
     let scanned = format!("[127.0.0.1]:2200 {}", host.trim());
+    let h = host.trim();
     b.ok(&[
         "target",
         "add",
@@ -106,75 +53,41 @@ fn registration_refuses_bad_input_with_exit_code_2_and_changes_nothing() {
         &scanned,
         "--account",
         "app",
-        "--account",
+        "--privileged-account",
         "root",
+        "--client",
+        "globex",
     ]);
-    fails_with_2(
-        &b,
-        &[
-            "target",
-            "add",
-            "erp01",
-            "--address",
-            "127.0.0.1:22",
-            "--host-key",
-            host.trim(),
-            "--account",
-            "app",
-        ],
-        "already exists",
-    );
-    fails_with_2(
-        &b,
-        &[
-            "target",
-            "add",
-            "erp-02",
-            "--address",
-            "no-port",
-            "--host-key",
-            host.trim(),
-            "--account",
-            "app",
-        ],
-        "invalid address",
-    );
-    fails_with_2(
-        &b,
-        &[
-            "target",
-            "add",
-            "erp-02",
-            "--address",
-            "h:22",
-            "--host-key",
-            "garbage",
-            "--account",
-            "app",
-        ],
-        "malformed public key",
-    );
-    fails_with_2(
-        &b,
-        &[
-            "target",
-            "add",
-            "erp-02",
-            "--address",
-            "h:22",
-            "--host-key",
-            host.trim(),
-            "--account",
-            "bad/name",
-        ],
-        "invalid account",
-    );
+    let add = |name: &'static str, address: &'static str, key: &str, account: &'static str, client: &'static str| {
+        vec![
+            "target".to_string(),
+            "add".into(),
+            name.into(),
+            "--address".into(),
+            address.into(),
+            "--host-key".into(),
+            key.to_string(),
+            "--account".into(),
+            account.into(),
+            "--client".into(),
+            client.into(),
+        ]
+    };
+    let cases = [
+        (add("erp01", "127.0.0.1:22", h, "app", "globex"), "already exists"),
+        (add("erp-02", "no-port", h, "app", "globex"), "invalid address"),
+        (add("erp-02", "h:22", "garbage", "app", "globex"), "malformed public key"),
+        (add("erp-02", "h:22", h, "bad/name", "globex"), "invalid account"),
+        (add("erp-02", "h:22", h, "app", "nobody"), "no client"),
+    ];
+    for (args, text) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails_with_2(&b, &args, text);
+    }
     fails_with_2(&b, &["target", "remove", "ghost"], "no target");
     let show = b.ok(&["target", "show", "erp01"]);
-    assert!(
-        show.contains("accounts: app, root (default: app)"),
-        "{show}"
-    );
+    assert!(show.contains("accounts: app, root") && show.contains("privileged: root"), "{show}");
+    assert!(show.contains("client:   globex"), "{show}");
     assert_eq!(b.ok(&["target", "list"]).lines().count(), 1);
     b.ok(&["target", "remove", "erp01"]);
     assert!(b.ok(&["target", "list"]).contains("no targets"));
@@ -186,30 +99,17 @@ fn check_and_keys() {
     let b = Bastion::new(tmp.path());
     let out = b.ok(&["check"]);
     assert!(out.contains("is valid"), "{out}");
-    assert!(
-        out.contains(&format!(
-            "data: {}",
-            tmp.path().join("bastion/data").display()
-        )),
-        "{out}"
-    );
+    assert!(out.contains(&format!("data: {}", tmp.path().join("bastion/data").display())), "{out}");
 
     let first = b.ok(&["keys"]);
     assert!(first.contains("host key: SHA256:"), "{first}");
     assert!(first.contains("ssh-ed25519 AAAA"), "{first}");
     assert_eq!(b.ok(&["keys"]), first, "keys persist");
     for key in ["host_ed25519", "upstream_ed25519", "signing_ed25519"] {
-        assert!(
-            tmp.path().join("bastion/data/keys").join(key).exists(),
-            "{key}"
-        );
+        assert!(tmp.path().join("bastion/data/keys").join(key).exists(), "{key}");
     }
 
-    std::fs::write(
-        &b.config,
-        "[server]\nlisten = \"127.0.0.1:2222\"\nlisen = 1\n",
-    )
-    .unwrap();
+    std::fs::write(&b.config, "[server]\nlisten = \"127.0.0.1:2222\"\nlisen = 1\n").unwrap();
     fails_with_2(&b, &["check"], "line 3");
     std::fs::write(&b.config, "[recording]\nflush_interval_ms = 5000\n").unwrap();
     fails_with_2(&b, &["check"], "flush_interval_ms");

@@ -22,49 +22,29 @@ fn exec_session_is_recorded_with_its_metadata() {
     assert_eq!(json["exit_status"], 4);
     assert_eq!(json["state"], "ended");
     assert_eq!(json["bytes_out"], "größe\noops\n".len());
-    assert!(
-        json["client_address"]
-            .as_str()
-            .unwrap()
-            .starts_with("127.0.0.1:")
-    );
+    assert!(json["client_address"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert_eq!(json["chaperone_version"], env!("CARGO_PKG_VERSION"));
     assert!(json["end"].is_string());
 
     // The real zstd reads the file (a sequence of frames) as asciicast v3.
     let cast = w.folder(&id).join("session.cast.zst");
-    let plain = Command::new("zstd")
-        .args(["-dc"])
-        .arg(&cast)
-        .output()
-        .unwrap();
+    let plain = Command::new("zstd").args(["-dc"]).arg(&cast).output().unwrap();
     assert!(plain.status.success());
     let text = String::from_utf8(plain.stdout).unwrap();
     let mut lines = text.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(header["version"], 3);
-    assert_eq!(
-        header["command"],
-        "printf 'größe\\n'; echo oops >&2; exit 4"
-    );
+    assert_eq!(header["command"], "printf 'größe\\n'; echo oops >&2; exit 4");
     assert!(header["term"]["cols"].as_u64().unwrap() > 0);
-    let events: Vec<(f64, String, String)> =
-        lines.map(|l| serde_json::from_str(l).unwrap()).collect();
-    let output: String = events
-        .iter()
-        .filter(|e| e.1 == "o")
-        .map(|e| e.2.as_str())
-        .collect();
+    let events: Vec<(f64, String, String)> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    let output: String = events.iter().filter(|e| e.1 == "o").map(|e| e.2.as_str()).collect();
     assert_eq!(output, "größe\noops\n");
     assert_eq!(events.last().unwrap().1, "x");
     assert_eq!(events.last().unwrap().2, "4");
 
     assert_eq!(w.bastion.ok(&["recordings", "cat", &id]), "größe\noops\n");
     let listed = w.bastion.ok(&["recordings", "list"]);
-    assert!(
-        listed.contains("acme@erp01") && listed.contains("exit 4"),
-        "{listed}"
-    );
+    assert!(listed.contains("acme@erp01") && listed.contains("exit 4"), "{listed}");
 }
 
 #[test]
@@ -82,41 +62,21 @@ fn interactive_session_with_resize_is_read_by_asciinema() {
     pty.type_text("stty size\r");
     pty.expect("40 120");
     pty.type_text("exit\r");
-    assert!(
-        pty.wait(Duration::from_secs(15)).success(),
-        "{}",
-        pty.output()
-    );
+    assert!(pty.wait(Duration::from_secs(15)).success(), "{}", pty.output());
 
     let id = w.last_session();
     w.ended_session_json(&id);
     let v2 = w.path("session.v2.cast");
-    w.bastion.ok(&[
-        "recordings",
-        "export",
-        &id,
-        "--format",
-        "v2",
-        "-o",
-        v2.to_str().unwrap(),
-    ]);
+    w.bastion.ok(&["recordings", "export", &id, "--format", "v2", "-o", v2.to_str().unwrap()]);
 
     // `asciinema cat` wants a terminal: give it one with script(1).
     let cat = Command::new("script")
-        .args([
-            "-qec",
-            &format!("asciinema cat {}", v2.display()),
-            "/dev/null",
-        ])
+        .args(["-qec", &format!("asciinema cat {}", v2.display()), "/dev/null"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let shown = stdout(&cat);
-    assert!(
-        cat.status.success(),
-        "asciinema cat failed: {shown} {}",
-        stderr(&cat)
-    );
+    assert!(cat.status.success(), "asciinema cat failed: {shown} {}", stderr(&cat));
     assert!(shown.contains("typed-42"), "{shown}");
     assert!(shown.contains("40 120"), "{shown}");
 
@@ -130,10 +90,7 @@ fn interactive_session_with_resize_is_read_by_asciinema() {
              print('RESIZE', [e[2] for e in ev if e[1] == 'r'])\n",
         v2.display()
     );
-    let parsed = Command::new("/usr/bin/python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
+    let parsed = Command::new("/usr/bin/python3").args(["-c", &script]).output().unwrap();
     let report = stdout(&parsed);
     assert!(parsed.status.success(), "{}", stderr(&parsed));
     assert!(report.contains("SIZE 100 30 xterm-256color"), "{report}");
@@ -172,16 +129,9 @@ fn recording_survives_kill_9_mid_session() {
     assert!(cat.status.success(), "{}", stderr(&cat));
     let text = stdout(&cat);
     for n in 1..=100 {
-        assert!(
-            text.contains(&format!("line-{n}\n")),
-            "line-{n} lost after kill -9"
-        );
+        assert!(text.contains(&format!("line-{n}\n")), "line-{n} lost after kill -9");
     }
-    assert!(
-        stderr(&cat).contains("ends early") || text.ends_with('\n'),
-        "{}",
-        stderr(&cat)
-    );
+    assert!(stderr(&cat).contains("ends early") || text.ends_with('\n'), "{}", stderr(&cat));
     // zstd reads every complete frame of the cut file.
     let cast = w.folder(&id).join("session.cast.zst");
     let frames = Command::new("sh")
@@ -208,11 +158,7 @@ fn sigterm_ends_sessions_with_a_message_and_finishes_recordings() {
     std::thread::sleep(Duration::from_millis(500));
     w.bastion.signal(libc::SIGTERM);
     let out = child.wait_with_output().unwrap();
-    assert!(
-        stderr(&out).contains("chaperone: the bastion is shutting down"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("chaperone: the bastion is shutting down"), "{}", stderr(&out));
     assert_eq!(stdout(&out), "started\n");
     let status = w.bastion.wait(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0), "{}", w.bastion.log());
@@ -222,22 +168,10 @@ fn sigterm_ends_sessions_with_a_message_and_finishes_recordings() {
     assert_eq!(json["state"], "ended");
     let cat = w.bastion.run(&["recordings", "cat", &id]);
     assert_eq!(stdout(&cat), "started\n");
-    assert!(
-        !stderr(&cat).contains("ends early"),
-        "recording was not finished: {}",
-        stderr(&cat)
-    );
+    assert!(!stderr(&cat).contains("ends early"), "recording was not finished: {}", stderr(&cat));
     // The reason is on the timeline too.
-    let plain = Command::new("zstd")
-        .arg("-dc")
-        .arg(w.folder(&id).join("session.cast.zst"))
-        .output()
-        .unwrap();
-    assert!(
-        stdout(&plain).contains("\"m\", \"the bastion is shutting down"),
-        "{}",
-        stdout(&plain)
-    );
+    let plain = Command::new("zstd").arg("-dc").arg(w.folder(&id).join("session.cast.zst")).output().unwrap();
+    assert!(stdout(&plain).contains("\"m\", \"the bastion is shutting down"), "{}", stdout(&plain));
 }
 
 #[test]
@@ -251,11 +185,7 @@ fn no_recording_no_session() {
     let out = w.exec("echo must-not-run > /dev/null; echo ran");
     assert_eq!(out.status.code(), Some(255));
     assert!(!stdout(&out).contains("ran"));
-    assert!(
-        stderr(&out).contains("chaperone: the session cannot be recorded"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("chaperone: the session cannot be recorded"), "{}", stderr(&out));
 }
 
 /// Unmounts a test file system however the test ends.
@@ -272,15 +202,9 @@ fn a_recording_that_cannot_be_written_ends_the_session() {
     let w = World::new();
     // A disk that fills up mid-session: a 256 KiB tmpfs under the recordings folder.
     let recordings = w.bastion.recordings();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&recordings)
-        .status()
-        .unwrap();
-    assert!(
-        mounted.success(),
-        "this test needs to mount a tmpfs (run as root)"
-    );
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&recordings).status().unwrap();
+    assert!(mounted.success(), "this test needs to mount a tmpfs (run as root)");
     let _mount = Mount(recordings.clone());
 
     let out = w
@@ -292,15 +216,11 @@ fn a_recording_that_cannot_be_written_ends_the_session() {
         .unwrap();
     assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
     assert!(
-        stderr(&out)
-            .contains("chaperone: the recording cannot be written, so the session has been ended"),
+        stderr(&out).contains("chaperone: the recording cannot be written, so the session has been ended"),
         "{}",
         stderr(&out)
     );
-    assert!(
-        out.stdout.len() < 30_000_000 * 4 / 3,
-        "the output went on unrecorded"
-    );
+    assert!(out.stdout.len() < 30_000_000 * 4 / 3, "the output went on unrecorded");
     // What was recorded before the disk filled is still readable.
     let id = w.last_session();
     let cat = w.bastion.run(&["recordings", "cat", &id]);

@@ -52,11 +52,7 @@ fn binary_streams_round_trip_byte_exact_both_ways() {
         .output()
         .unwrap();
     assert!(out.status.success(), "download failed: {}", stderr(&out));
-    assert_eq!(
-        sha256_file(&downloaded),
-        expected,
-        "download altered the bytes"
-    );
+    assert_eq!(sha256_file(&downloaded), expected, "download altered the bytes");
 
     // Both directions at once through one channel: a full-duplex stream must not stall.
     let echoed = w.path("echoed.bin");
@@ -69,11 +65,7 @@ fn binary_streams_round_trip_byte_exact_both_ways() {
         .output()
         .unwrap();
     assert!(out.status.success(), "echo failed: {}", stderr(&out));
-    assert_eq!(
-        sha256_file(&echoed),
-        expected,
-        "full-duplex echo altered the bytes"
-    );
+    assert_eq!(sha256_file(&echoed), expected, "full-duplex echo altered the bytes");
 }
 
 #[test]
@@ -85,13 +77,8 @@ fn tar_pipes_through_and_env_is_filtered() {
     random_file(&src.join("sub/b.bin"), 300_000, 3);
     let dst = w.path("unpacked");
     std::fs::create_dir_all(&dst).unwrap();
-    let mut tar = std::process::Command::new("tar")
-        .args(["c", "-C"])
-        .arg(&src)
-        .arg(".")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut tar =
+        std::process::Command::new("tar").args(["c", "-C"]).arg(&src).arg(".").stdout(Stdio::piped()).spawn().unwrap();
     let out = w
         .vendor
         .ssh(&w.bastion, "acme:erp01")
@@ -101,14 +88,8 @@ fn tar_pipes_through_and_env_is_filtered() {
         .unwrap();
     assert!(tar.wait().unwrap().success());
     assert!(out.status.success(), "tar x failed: {}", stderr(&out));
-    assert_eq!(
-        std::fs::read_to_string(dst.join("a.txt")).unwrap(),
-        "alpha\n"
-    );
-    assert_eq!(
-        sha256_file(&dst.join("sub/b.bin")),
-        sha256_file(&src.join("sub/b.bin"))
-    );
+    assert_eq!(std::fs::read_to_string(dst.join("a.txt")).unwrap(), "alpha\n");
+    assert_eq!(sha256_file(&dst.join("sub/b.bin")), sha256_file(&src.join("sub/b.bin")));
 
     // LC_* passes; anything else (which could change the target's behaviour) does not.
     let out = w
@@ -134,11 +115,7 @@ fn several_channels_on_one_connection_are_each_recorded() {
         .args(["-N", "-f"])
         .output()
         .unwrap();
-    assert!(
-        master.status.success(),
-        "control master: {}",
-        stderr(&master)
-    );
+    assert!(master.status.success(), "control master: {}", stderr(&master));
     for word in ["first-channel", "second-channel"] {
         let out = w
             .vendor
@@ -149,12 +126,7 @@ fn several_channels_on_one_connection_are_each_recorded() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert_eq!(
-            stdout(&out),
-            format!("{word}\n"),
-            "stderr: {}",
-            stderr(&out)
-        );
+        assert_eq!(stdout(&out), format!("{word}\n"), "stderr: {}", stderr(&out));
     }
     let _ = w
         .vendor

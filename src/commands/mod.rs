@@ -1,6 +1,8 @@
 //! Command glue: each subcommand family in its own file, turning CLI arguments into
 //! library calls and printing the results.
 
+mod audit;
+mod bookings;
 mod people;
 mod recordings;
 mod serve;
@@ -34,6 +36,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vendor(cmd) => people::vendor(&open_store(&config)?, cmd),
         Command::Target(cmd) => people::target(&open_store(&config)?, cmd),
         Command::Recordings(cmd) => recordings::run(&config, &open_store(&config)?, cmd),
+        Command::Client(cmd) => people::client(&open_store(&config)?, cmd),
+        Command::Tech(cmd) => people::tech(&open_store(&config)?, cmd),
+        Command::Booking(cmd) => bookings::run(&config, &open_store(&config)?, &crate::clock::Clock::from_env(), cmd),
+        Command::Audit(args) => audit::run(&config, &open_store(&config)?, args),
     }
 }
 
@@ -44,9 +50,6 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 fn print_keys(keys: &Keys) {
     println!("host key: {}", keys.host_fingerprint());
-    println!(
-        "upstream key (add to each target account's authorized_keys): {}",
-        keys.upstream_authorized_key()
-    );
+    println!("upstream key (add to each target account's authorized_keys): {}", keys.upstream_authorized_key());
     println!("signing key: {}", keys.signing_public_key());
 }

@@ -17,14 +17,8 @@ pub fn run(config: &Config, store: &Store, cmd: RecordingsCommand) -> anyhow::Re
                 println!("no recorded sessions");
             }
             for s in sessions {
-                let end = s
-                    .ended_at
-                    .map(|e| e.format("%H:%M:%S").to_string())
-                    .unwrap_or_else(|| "-".into());
-                let exit = s
-                    .exit_status
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| "-".into());
+                let end = s.ended_at.map(|e| e.format("%H:%M:%S").to_string()).unwrap_or_else(|| "-".into());
+                let exit = s.exit_status.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
                 println!(
                     "{}  {}  {:>8}  {:<7} {}@{} as {}  exit {}  in {} B  out {} B",
                     s.id,
@@ -52,16 +46,9 @@ pub fn run(config: &Config, store: &Store, cmd: RecordingsCommand) -> anyhow::Re
             }
             out.flush()?;
         }
-        RecordingsCommand::Export {
-            id,
-            format,
-            output,
-            channel,
-        } => {
+        RecordingsCommand::Export { id, format, output, channel } => {
             let folder = find_folder(config, store, &id)?;
-            let [path] = select(&folder, Some(channel))?
-                .try_into()
-                .map_err(|_| UserError("no such channel".into()))?;
+            let [path] = select(&folder, Some(channel))?.try_into().map_err(|_| UserError("no such channel".into()))?;
             let mut reader = CastReader::open(&path)?;
             if output == Path::new("-") {
                 let stdout = std::io::stdout();
@@ -100,11 +87,9 @@ fn select(folder: &Path, channel: Option<usize>) -> anyhow::Result<Vec<PathBuf>>
     match channel {
         None => Ok(files),
         Some(n) if n >= 1 && n <= files.len() => Ok(vec![files[n - 1].clone()]),
-        Some(n) => Err(UserError(format!(
-            "channel {n} does not exist; the session has {} channel(s)",
-            files.len()
-        ))
-        .into()),
+        Some(n) => {
+            Err(UserError(format!("channel {n} does not exist; the session has {} channel(s)", files.len())).into())
+        }
     }
 }
 
@@ -116,10 +101,7 @@ fn find_folder(config: &Config, store: &Store, id: &str) -> anyhow::Result<PathB
         return Ok(as_path.to_path_buf());
     }
     if !crate::id::is_session_id(id) {
-        return Err(UserError(format!(
-            "{id:?} is neither a session id nor a recording folder"
-        ))
-        .into());
+        return Err(UserError(format!("{id:?} is neither a session id nor a recording folder")).into());
     }
     if let Some(session) = store.session(id)? {
         return Ok(PathBuf::from(session.folder));
@@ -137,13 +119,8 @@ fn find_folder(config: &Config, store: &Store, id: &str) -> anyhow::Result<PathB
 }
 
 fn read_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     dirs
 }

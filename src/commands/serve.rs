@@ -20,9 +20,7 @@ pub fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(config))
 }
 
@@ -31,21 +29,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let keys = Keys::load_or_create(&config.keys_dir())?;
     let store = super::open_store(&config)?;
-    std::fs::create_dir_all(&config.recordings_dir).with_context(|| {
-        format!(
-            "cannot create recordings folder {}",
-            config.recordings_dir.display()
-        )
-    })?;
+    std::fs::create_dir_all(&config.recordings_dir)
+        .with_context(|| format!("cannot create recordings folder {}", config.recordings_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener.local_addr()?;
 
-    println!(
-        "chaperone {} listening on {bound}",
-        env!("CARGO_PKG_VERSION")
-    );
+    println!("chaperone {} listening on {bound}", env!("CARGO_PKG_VERSION"));
     super::print_keys(&keys);
     println!("data: {}", config.data_dir.display());
     println!("recordings: {}", config.recordings_dir.display());
@@ -57,8 +48,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         keys: Arc::new(keys),
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
+        clock: crate::clock::Clock::from_env(),
+        live: Default::default(),
     });
     let serving = tokio::spawn(gate.clone().serve(listener));
+    gate.tracker.spawn(crate::scheduler::run(gate.clone()));
 
     signals.next().await;
     tracing::info!("shutting down: no new logins; ending sessions");
@@ -82,10 +76,7 @@ struct Signals {
 impl Signals {
     fn new() -> anyhow::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
+        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
     }
 
     async fn next(&mut self) {

@@ -31,17 +31,14 @@ pub struct GateHandler {
     peer: SocketAddr,
     /// The login whose key was verified.
     login: Option<LoginName>,
+    /// An authentication refusal was audited already (clients offer several keys).
+    refusal_audited: bool,
     events: Option<mpsc::Sender<GateEvent>>,
 }
 
 impl GateHandler {
     pub fn new(gate: Arc<Gate>, peer: SocketAddr) -> GateHandler {
-        GateHandler {
-            gate,
-            peer,
-            login: None,
-            events: None,
-        }
+        GateHandler { gate, peer, login: None, refusal_audited: false, events: None }
     }
 
     /// True when `user` names a registered vendor and `key` is one of its keys. Disabled
@@ -58,6 +55,25 @@ impl GateHandler {
         }
     }
 
+    fn audit_refusal(&mut self, user: &str, key: &PublicKey) {
+        if self.refusal_audited {
+            return;
+        }
+        self.refusal_audited = true;
+        let shown: String = user.chars().take(64).collect();
+        let detail = format!(
+            "authentication refused from {}: user {shown:?}, key {} is not a registered vendor key",
+            self.peer,
+            crate::keys::fingerprint(key)
+        );
+        tracing::info!("{detail}");
+        let mut event = crate::audit::Event::new("login.refused", detail);
+        if let Some(login) = LoginName::parse(user) {
+            event = event.vendor(login.vendor);
+        }
+        self.gate.audit(event);
+    }
+
     async fn refuse_forwarding(&self, kind: &str, reply: ChannelOpenHandle) {
         tracing::info!(peer = %self.peer, vendor = ?self.login.as_ref().map(|l| &l.vendor), "refused {kind}");
         reply
@@ -72,29 +88,24 @@ impl GateHandler {
 impl russh::server::Handler for GateHandler {
     type Error = russh::Error;
 
-    async fn auth_publickey_offered(
-        &mut self,
-        user: &str,
-        offer: PublicKeyOffer<'_>,
-    ) -> Result<Auth, Self::Error> {
+    async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
         Ok(match self.key_matches(user, offer.public_key) {
             Some(_) => Auth::Accept,
-            None => Auth::reject(),
+            None => {
+                self.audit_refusal(user, offer.public_key);
+                Auth::reject()
+            }
         })
     }
 
-    async fn auth_publickey(
-        &mut self,
-        user: &str,
-        key: VerifiedPublicKey<'_>,
-    ) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         match self.key_matches(user, key.public_key) {
             Some(login) => {
                 self.login = Some(login);
                 Ok(Auth::Accept)
             }
             None => {
-                tracing::info!(peer = %self.peer, user, key = %crate::keys::fingerprint(key.public_key), "authentication refused: unknown vendor or key");
+                self.audit_refusal(user, key.public_key);
                 Ok(Auth::reject())
             }
         }
@@ -109,9 +120,7 @@ impl russh::server::Handler for GateHandler {
         let gate = self.gate.clone();
         let handle = session.handle();
         let peer = self.peer;
-        self.gate
-            .tracker
-            .spawn(crate::session::run(gate, handle, login, peer, rx));
+        self.gate.tracker.spawn(crate::session::run(gate, handle, login, peer, rx));
         Ok(())
     }
 
@@ -128,11 +137,7 @@ impl russh::server::Handler for GateHandler {
                 // channel is dropped and the client sees it close.
                 let _ = events.send(GateEvent::Channel(channel)).await;
             }
-            None => {
-                reply
-                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                    .await
-            }
+            None => reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await,
         }
         Ok(())
     }
@@ -184,11 +189,7 @@ impl russh::server::Handler for GateHandler {
         Ok(false)
     }
 
-    async fn streamlocal_forward(
-        &mut self,
-        path: &str,
-        _session: &mut Session,
-    ) -> Result<bool, Self::Error> {
+    async fn streamlocal_forward(&mut self, path: &str, _session: &mut Session) -> Result<bool, Self::Error> {
         tracing::info!(peer = %self.peer, "refused remote socket forwarding of {path}");
         Ok(false)
     }
@@ -208,11 +209,7 @@ impl russh::server::Handler for GateHandler {
         session.channel_success(channel)
     }
 
-    async fn shell_request(
-        &mut self,
-        channel: ChannelId,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
         session.channel_success(channel)
     }
 
@@ -224,8 +221,7 @@ impl russh::server::Handler for GateHandler {
     ) -> Result<(), Self::Error> {
         if is_file_transfer(command) {
             tracing::info!(peer = %self.peer, "refused scp file transfer");
-            let message =
-                "chaperone: file transfer (scp, sftp) is not allowed; use a shell or a command\r\n";
+            let message = "chaperone: file transfer (scp, sftp) is not allowed; use a shell or a command\r\n";
             session.extended_data(channel, 1, message.as_bytes().to_vec())?;
             return session.channel_failure(channel);
         }
@@ -239,11 +235,7 @@ impl russh::server::Handler for GateHandler {
         _value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if env_allowed(name) {
-            session.channel_success(channel)
-        } else {
-            session.channel_failure(channel)
-        }
+        if env_allowed(name) { session.channel_success(channel) } else { session.channel_failure(channel) }
     }
 
     async fn window_change_request(
@@ -265,9 +257,7 @@ impl russh::server::Handler for GateHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         tracing::info!(peer = %self.peer, "refused subsystem {name:?}");
-        let message = format!(
-            "chaperone: subsystem {name:?} (sftp, scp) is not allowed; use a shell or a command\r\n"
-        );
+        let message = format!("chaperone: subsystem {name:?} (sftp, scp) is not allowed; use a shell or a command\r\n");
         session.extended_data(channel, 1, message.into_bytes())?;
         session.channel_failure(channel)
     }
@@ -284,11 +274,7 @@ impl russh::server::Handler for GateHandler {
         session.channel_failure(channel)
     }
 
-    async fn agent_request(
-        &mut self,
-        _channel: ChannelId,
-        _session: &mut Session,
-    ) -> Result<bool, Self::Error> {
+    async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
         Ok(false)
     }
 }

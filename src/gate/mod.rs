@@ -13,8 +13,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::Keys;
+use crate::session::LiveSessions;
 use crate::store::Store;
 
 pub use handler::GateEvent;
@@ -29,6 +31,19 @@ pub struct Gate {
     pub shutdown: CancellationToken,
     /// Every connection and session task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// What every rule reads as "now".
+    pub clock: Clock,
+    /// Running sessions, so the scheduler can warn and end them.
+    pub live: LiveSessions,
+}
+
+impl Gate {
+    /// Appends to the audit log; a failure is logged (the event already happened).
+    pub fn audit(&self, event: crate::audit::Event) {
+        if let Err(err) = self.store.audit(self.clock.now(), &event) {
+            tracing::error!("cannot write the audit log ({}): {err}", event.kind);
+        }
+    }
 }
 
 impl Gate {
@@ -52,8 +67,7 @@ impl Gate {
             let _ = socket.set_nodelay(true);
             let gate = self.clone();
             let config = config.clone();
-            self.tracker
-                .spawn(async move { gate.connection(config, socket, peer).await });
+            self.tracker.spawn(async move { gate.connection(config, socket, peer).await });
         }
     }
 

@@ -33,13 +33,7 @@ pub struct Header {
 
 impl Header {
     pub fn new(term: Term, timestamp: i64, command: Option<String>, title: String) -> Header {
-        Header {
-            version: 3,
-            term,
-            timestamp,
-            command,
-            title: Some(title),
-        }
+        Header { version: 3, term, timestamp, command, title: Some(title) }
     }
 }
 
@@ -128,12 +122,7 @@ fn millis(d: Duration) -> u64 {
 pub fn push_event(out: &mut Vec<u8>, interval_ms: u64, code: &str, data: &str) {
     use std::io::Write;
     // Writing into a Vec cannot fail.
-    let _ = write!(
-        out,
-        "[{}.{:03}, \"{code}\", ",
-        interval_ms / 1000,
-        interval_ms % 1000
-    );
+    let _ = write!(out, "[{}.{:03}, \"{code}\", ", interval_ms / 1000, interval_ms % 1000);
     let _ = serde_json::to_writer(&mut *out, data);
     out.extend_from_slice(b"]\n");
 }

@@ -28,11 +28,7 @@ pub fn write_output(reader: &mut CastReader, out: &mut dyn Write) -> std::io::Re
 }
 
 /// Writes the recording, uncompressed, as asciicast `format`.
-pub fn write_asciicast(
-    reader: &mut CastReader,
-    format: Format,
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
+pub fn write_asciicast(reader: &mut CastReader, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
     let header = &reader.header;
     let mut line = Vec::with_capacity(64 * 1024);
     match format {

@@ -36,10 +36,7 @@ const QUEUE_EVENTS: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
     #[error("cannot create recording {path}: {source}")]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Create { path: PathBuf, source: std::io::Error },
     #[error("cannot write recording {path}: {message}")]
     Write { path: PathBuf, message: String },
     #[error("recording {path} stopped; the session cannot go on unrecorded")]
@@ -93,40 +90,18 @@ impl Recorder {
             .write(true)
             .create_new(true)
             .open(path)
-            .map_err(|source| RecordingError::Create {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| RecordingError::Create { path: path.to_path_buf(), source })?;
         let (tx, rx) = mpsc::channel(QUEUE_EVENTS);
         let failed = CancellationToken::new();
-        let task = writer::Writer::new(
-            file,
-            path.to_path_buf(),
-            title,
-            started,
-            config,
-            failed.clone(),
-        );
+        let task = writer::Writer::new(file, path.to_path_buf(), title, started, config, failed.clone());
         let join = tokio::spawn(task.run(rx));
-        Ok((
-            Recorder {
-                tx,
-                failed,
-                path: path.to_path_buf(),
-            },
-            join,
-        ))
+        Ok((Recorder { tx, failed, path: path.to_path_buf() }, join))
     }
 
     /// Queues an event, stamped now. Waits while the queue is full (backpressure); fails
     /// once the writer has stopped, and the caller must then end the session.
     pub async fn record(&self, event: Event) -> Result<(), RecordingError> {
-        self.tx
-            .send((Instant::now(), event))
-            .await
-            .map_err(|_| RecordingError::Stopped {
-                path: self.path.clone(),
-            })
+        self.tx.send((Instant::now(), event)).await.map_err(|_| RecordingError::Stopped { path: self.path.clone() })
     }
 
     /// Resolves when writing has failed.
@@ -137,18 +112,12 @@ impl Recorder {
 
 /// The folder of a session: `<root>/YYYY/MM/<session-id>`.
 pub fn session_folder(root: &Path, started: DateTime<Utc>, session_id: &str) -> PathBuf {
-    root.join(format!("{:04}", started.year()))
-        .join(format!("{:02}", started.month()))
-        .join(session_id)
+    root.join(format!("{:04}", started.year())).join(format!("{:02}", started.month())).join(session_id)
 }
 
 /// The recording file of channel `n` (1-based) in a session folder.
 pub fn cast_path(folder: &Path, n: usize) -> PathBuf {
-    if n <= 1 {
-        folder.join(FIRST_CAST)
-    } else {
-        folder.join(format!("session.{n}.cast.zst"))
-    }
+    if n <= 1 { folder.join(FIRST_CAST) } else { folder.join(format!("session.{n}.cast.zst")) }
 }
 
 /// The recording files in a session folder, in channel order.

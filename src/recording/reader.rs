@@ -32,10 +32,7 @@ pub struct CastReader {
 impl CastReader {
     /// Opens a `.cast.zst` (or, by extension, a plain `.cast`) recording.
     pub fn open(path: &Path) -> Result<CastReader, RecordingError> {
-        let read_err = |message: String| RecordingError::Read {
-            path: path.to_path_buf(),
-            message,
-        };
+        let read_err = |message: String| RecordingError::Read { path: path.to_path_buf(), message };
         let file = File::open(path).map_err(|e| read_err(e.to_string()))?;
         let inner: Box<dyn Read> = if path.extension().is_some_and(|e| e == "zst") {
             Box::new(zstd::stream::read::Decoder::new(file).map_err(|e| read_err(e.to_string()))?)
@@ -44,25 +41,13 @@ impl CastReader {
         };
         let mut lines = BufReader::with_capacity(64 * 1024, inner);
         let mut first = Vec::new();
-        lines
-            .read_until(b'\n', &mut first)
-            .map_err(|e| read_err(format!("header: {e}")))?;
+        lines.read_until(b'\n', &mut first).map_err(|e| read_err(format!("header: {e}")))?;
         let header: Header = serde_json::from_slice(&first)
             .map_err(|e| read_err(format!("header is not an asciicast v3 header: {e}")))?;
         if header.version != 3 {
-            return Err(read_err(format!(
-                "asciicast version {} (expected 3)",
-                header.version
-            )));
+            return Err(read_err(format!("asciicast version {} (expected 3)", header.version)));
         }
-        Ok(CastReader {
-            lines,
-            path: path.to_path_buf(),
-            header,
-            truncated: false,
-            time_ms: 0,
-            line: Vec::new(),
-        })
+        Ok(CastReader { lines, path: path.to_path_buf(), header, truncated: false, time_ms: 0, line: Vec::new() })
     }
 
     pub fn path(&self) -> &Path {
@@ -85,12 +70,7 @@ impl CastReader {
             Ok((interval, code, data)) => {
                 let interval_ms = (interval.max(0.0) * 1000.0).round() as u64;
                 self.time_ms += interval_ms;
-                Some(CastEvent {
-                    time_ms: self.time_ms,
-                    interval_ms,
-                    code,
-                    data,
-                })
+                Some(CastEvent { time_ms: self.time_ms, interval_ms, code, data })
             }
             Err(_) => {
                 self.truncated = true;

@@ -69,11 +69,7 @@ impl Writer {
             config,
             failed,
             header: None,
-            pending_term: Term {
-                cols: 80,
-                rows: 24,
-                kind: None,
-            },
+            pending_term: Term { cols: 80, rows: 24, kind: None },
             clock: EventClock::new(Instant::now()),
             stdout: Utf8Carry::default(),
             stderr: Utf8Carry::default(),
@@ -149,9 +145,7 @@ impl Writer {
                 self.input.decode_into(&data, &mut text);
                 push_event(&mut self.buf, interval, "i", &text);
             }
-            Event::Resize { cols, rows } => {
-                push_event(&mut self.buf, interval, "r", &format!("{cols}x{rows}"))
-            }
+            Event::Resize { cols, rows } => push_event(&mut self.buf, interval, "r", &format!("{cols}x{rows}")),
             Event::Exit(status) => {
                 self.summary.exit_status = Some(status);
                 push_event(&mut self.buf, interval, "x", &status.to_string());
@@ -160,11 +154,7 @@ impl Writer {
             Event::Start { .. } => {}
         }
         self.text = text;
-        if self.buf.len() >= FRAME_BYTES {
-            self.flush_frame()
-        } else {
-            Ok(())
-        }
+        if self.buf.len() >= FRAME_BYTES { self.flush_frame() } else { Ok(()) }
     }
 
     fn write_header(&mut self, term: Option<Term>, command: Option<String>) {
@@ -186,28 +176,18 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let write_err = |message: String| RecordingError::Write {
-            path: self.path.clone(),
-            message,
-        };
+        let write_err = |message: String| RecordingError::Write { path: self.path.clone(), message };
         if self.compressor.is_none() {
-            self.compressor = Some(
-                zstd::bulk::Compressor::new(self.config.zstd_level)
-                    .map_err(|e| write_err(e.to_string()))?,
-            );
+            self.compressor =
+                Some(zstd::bulk::Compressor::new(self.config.zstd_level).map_err(|e| write_err(e.to_string()))?);
         }
         let Some(compressor) = self.compressor.as_mut() else {
             return Ok(());
         };
         self.compressed.clear();
-        self.compressed
-            .reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
-        compressor
-            .compress_to_buffer(&self.buf, &mut self.compressed)
-            .map_err(|e| write_err(e.to_string()))?;
-        self.file
-            .write_all(&self.compressed)
-            .map_err(|e| write_err(e.to_string()))?;
+        self.compressed.reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
+        compressor.compress_to_buffer(&self.buf, &mut self.compressed).map_err(|e| write_err(e.to_string()))?;
+        self.file.write_all(&self.compressed).map_err(|e| write_err(e.to_string()))?;
         self.buf.clear();
         Ok(())
     }
@@ -224,9 +204,6 @@ impl Writer {
             push_event(&mut self.buf, interval, "o", &tail);
         }
         self.flush_frame()?;
-        self.file.sync_data().map_err(|e| RecordingError::Write {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })
+        self.file.sync_data().map_err(|e| RecordingError::Write { path: self.path.clone(), message: e.to_string() })
     }
 }

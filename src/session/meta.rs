@@ -22,20 +22,16 @@ pub struct SessionMeta {
     pub client_address: String,
     pub started: DateTime<Utc>,
     pub folder: PathBuf,
+    pub booking: i64,
+    pub booking_label: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     #[error("cannot create recording folder {path}: {source}")]
-    Folder {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Folder { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -47,6 +43,7 @@ struct SessionJson<'a> {
     vendor: &'a str,
     target: &'a str,
     account: &'a str,
+    booking: &'a str,
     client_address: &'a str,
     start: DateTime<Utc>,
     end: Option<DateTime<Utc>>,
@@ -73,19 +70,11 @@ struct ChannelJson {
 
 impl SessionMeta {
     /// Creates the folder, writes `session.json` (live) and the store row.
-    pub fn begin(
-        gate: &Gate,
-        vendor: &str,
-        admission: &Admission,
-        peer: SocketAddr,
-    ) -> Result<SessionMeta, MetaError> {
+    pub fn begin(gate: &Gate, vendor: &str, admission: &Admission, peer: SocketAddr) -> Result<SessionMeta, MetaError> {
         let started = Utc::now();
         let id = crate::id::session_id(u64::try_from(started.timestamp_millis()).unwrap_or(0));
         let folder = recording::session_folder(&gate.config.recordings_dir, started, &id);
-        std::fs::create_dir_all(&folder).map_err(|source| MetaError::Folder {
-            path: folder.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&folder).map_err(|source| MetaError::Folder { path: folder.clone(), source })?;
         let meta = SessionMeta {
             id,
             vendor: vendor.to_string(),
@@ -94,6 +83,8 @@ impl SessionMeta {
             client_address: peer.to_string(),
             started,
             folder,
+            booking: admission.booking.id,
+            booking_label: admission.booking.label(),
         };
         meta.write_json(None, "live", &[])?;
         gate.store.session_insert(&meta.row(None, "live", &[]))?;
@@ -103,18 +94,11 @@ impl SessionMeta {
     /// Records the end; failures are logged, since the session is over either way.
     pub fn finish(&self, gate: &Gate, summaries: &[Summary]) {
         let ended = Utc::now();
-        let state = if summaries.iter().any(|s| s.error.is_some()) {
-            "failed"
-        } else {
-            "ended"
-        };
+        let state = if summaries.iter().any(|s| s.error.is_some()) { "failed" } else { "ended" };
         if let Err(err) = self.write_json(Some(ended), state, summaries) {
             tracing::error!(session = %self.id, "{err}");
         }
-        if let Err(err) = gate
-            .store
-            .session_finish(&self.row(Some(ended), state, summaries))
-        {
+        if let Err(err) = gate.store.session_finish(&self.row(Some(ended), state, summaries)) {
             tracing::error!(session = %self.id, "cannot record the session's end: {err}");
         }
     }
@@ -133,21 +117,18 @@ impl SessionMeta {
             bytes_in: summaries.iter().map(|s| s.bytes_in).sum(),
             bytes_out: summaries.iter().map(|s| s.bytes_out).sum(),
             folder: self.folder.display().to_string(),
+            booking: Some(self.booking),
         }
     }
 
-    fn write_json(
-        &self,
-        ended: Option<DateTime<Utc>>,
-        state: &str,
-        summaries: &[Summary],
-    ) -> Result<(), MetaError> {
+    fn write_json(&self, ended: Option<DateTime<Utc>>, state: &str, summaries: &[Summary]) -> Result<(), MetaError> {
         let row = self.row(ended, state, summaries);
         let json = SessionJson {
             id: &self.id,
             vendor: &self.vendor,
             target: &self.target,
             account: &self.account,
+            booking: &self.booking_label,
             client_address: &self.client_address,
             start: self.started,
             end: ended,

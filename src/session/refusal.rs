@@ -16,20 +16,13 @@ const WAIT_FOR_CHANNEL: Duration = Duration::from_secs(10);
 
 /// Shows `reason` on the first channel (or in the disconnect) and closes the connection.
 pub async fn show(handle: Handle, mut events: mpsc::Receiver<GateEvent>, reason: String) {
-    if let Ok(Some(GateEvent::Channel(channel))) =
-        tokio::time::timeout(WAIT_FOR_CHANNEL, events.recv()).await
-    {
+    if let Ok(Some(GateEvent::Channel(channel))) = tokio::time::timeout(WAIT_FOR_CHANNEL, events.recv()).await {
         on_channel(channel, reason.clone()).await;
         // The client saw the reason and now hangs up by itself; a disconnect message on
         // top would print the reason twice.
-        let _ = tokio::time::timeout(WAIT_FOR_CHANNEL, async {
-            while events.recv().await.is_some() {}
-        })
-        .await;
+        let _ = tokio::time::timeout(WAIT_FOR_CHANNEL, async { while events.recv().await.is_some() {} }).await;
     }
-    let _ = handle
-        .disconnect(russh::Disconnect::ByApplication, reason, "en".into())
-        .await;
+    let _ = handle.disconnect(russh::Disconnect::ByApplication, reason, "en".into()).await;
 }
 
 /// Writes `reason` on the channel's stderr when the client has set the channel up, then
@@ -39,19 +32,14 @@ pub async fn on_channel(mut channel: Channel<Msg>, reason: String) {
         while let Some(msg) = channel.wait().await {
             if matches!(
                 msg,
-                ChannelMsg::RequestShell { .. }
-                    | ChannelMsg::Exec { .. }
-                    | ChannelMsg::RequestSubsystem { .. }
+                ChannelMsg::RequestShell { .. } | ChannelMsg::Exec { .. } | ChannelMsg::RequestSubsystem { .. }
             ) {
                 return true;
             }
         }
         false
     };
-    if tokio::time::timeout(WAIT_FOR_CHANNEL, wait_for_request)
-        .await
-        .unwrap_or(false)
-    {
+    if tokio::time::timeout(WAIT_FOR_CHANNEL, wait_for_request).await.unwrap_or(false) {
         let line = format!("chaperone: {reason}\r\n");
         let _ = channel.extended_data(1, line.as_bytes()).await;
         let _ = channel.eof().await;

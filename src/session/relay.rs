@@ -10,9 +10,9 @@ use russh::server::{Handle, Msg as ServerMsg};
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig, client};
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
+use super::Notice;
 use crate::policy::{env_allowed, is_file_transfer};
 use crate::recording::{Event, Recorder, Term};
 
@@ -22,8 +22,10 @@ pub struct ChannelRelay {
     /// For what the channel's write half cannot send (exit signals).
     pub server: Handle,
     pub recorder: Recorder,
-    /// Cancelled when the whole session must end (bastion shutting down).
-    pub stop: CancellationToken,
+    /// Warnings to show and the session's end (window over, booking cancelled, shutdown).
+    pub notices: broadcast::Receiver<Notice>,
+    /// Shown on the vendor's terminal (stderr) when a shell starts.
+    pub banner: String,
 }
 
 /// Why a relay ended, which decides how the two sides are closed.
@@ -37,42 +39,32 @@ enum End {
     Refused,
     /// The recording cannot be written: the session must not go on.
     RecordingFailed,
-    /// The bastion is shutting down.
-    Shutdown,
+    /// The session was ended (window over, booking cancelled, shutdown); the reason.
+    Ended(String),
 }
 
 impl ChannelRelay {
     pub async fn run(self) {
-        let ChannelRelay {
-            vendor,
-            upstream,
-            server,
-            recorder,
-            stop,
-        } = self;
+        let ChannelRelay { vendor, upstream, server, recorder, mut notices, banner } = self;
         let vendor_id = vendor.id();
         let (vendor_rx, vendor_tx) = vendor.split();
         let (upstream_rx, upstream_tx) = upstream.split();
 
         let end = tokio::select! {
-            end = to_target(vendor_rx, &upstream_tx, &recorder) => end,
+            end = to_target(vendor_rx, &upstream_tx, &vendor_tx, &recorder, &banner) => end,
             end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder) => end,
+            end = follow_notices(&mut notices, &vendor_tx, &recorder) => end,
             _ = recorder.failed() => End::RecordingFailed,
-            _ = stop.cancelled() => End::Shutdown,
         };
 
-        let notice = match end {
+        let notice = match &end {
             End::Target | End::Vendor => None,
             End::Refused => Some("the target refused to start the shell or command"),
-            End::RecordingFailed => {
-                Some("the recording cannot be written, so the session has been ended")
-            }
-            End::Shutdown => Some("the bastion is shutting down; the session has been ended"),
+            End::RecordingFailed => Some("the recording cannot be written, so the session has been ended"),
+            End::Ended(reason) => Some(reason.as_str()),
         };
         if let Some(notice) = notice {
-            let _ = recorder.record(Event::Marker(notice.to_string())).await;
-            let line = format!("\r\nchaperone: {notice}\r\n");
-            let _ = vendor_tx.extended_data_bytes(1, line.into_bytes()).await;
+            tell_vendor(&vendor_tx, &recorder, notice).await;
         }
         if end != End::Vendor {
             let _ = vendor_tx.eof().await;
@@ -82,6 +74,31 @@ impl ChannelRelay {
             let _ = upstream_tx.close().await;
         }
         tracing::debug!(channel = %vendor_id, "relay ended: {end:?}");
+    }
+}
+
+/// Shows a notice on the vendor's terminal (stderr, on a line of its own) and records it
+/// as a marker, so a replay shows it where it happened.
+async fn tell_vendor(vendor: &ChannelWriteHalf<ServerMsg>, recorder: &Recorder, text: &str) {
+    let _ = recorder.record(Event::Marker(text.to_string())).await;
+    let line = format!("\r\nchaperone: {text}\r\n");
+    let _ = vendor.extended_data_bytes(1, line.into_bytes()).await;
+}
+
+/// Acts on the session's notices; returns when one ends the session.
+async fn follow_notices(
+    notices: &mut broadcast::Receiver<Notice>,
+    vendor: &ChannelWriteHalf<ServerMsg>,
+    recorder: &Recorder,
+) -> End {
+    loop {
+        match notices.recv().await {
+            Ok(Notice::Warn(text)) => tell_vendor(vendor, recorder, &text).await,
+            Ok(Notice::End(reason)) => return End::Ended(reason),
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            // The session no longer sends notices; the other branches end the relay.
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
     }
 }
 
@@ -97,11 +114,12 @@ const INPUT_BUDGET: usize = 64 * 1024 * 1024;
 async fn to_target(
     mut rx: ChannelReadHalf,
     tx: &ChannelWriteHalf<client::Msg>,
+    vendor: &ChannelWriteHalf<ServerMsg>,
     recorder: &Recorder,
+    banner: &str,
 ) -> End {
     let budget = Arc::new(Semaphore::new(INPUT_BUDGET));
-    let (queue_tx, mut queue) =
-        mpsc::unbounded_channel::<(ChannelMsg, Option<OwnedSemaphorePermit>)>();
+    let (queue_tx, mut queue) = mpsc::unbounded_channel::<(ChannelMsg, Option<OwnedSemaphorePermit>)>();
     let reader = async move {
         while let Some(msg) = rx.wait().await {
             let permit = match &msg {
@@ -121,13 +139,10 @@ async fn to_target(
         }
     };
     let writer = async {
-        let mut term = Term {
-            cols: 80,
-            rows: 24,
-            kind: None,
-        };
+        let mut term = Term { cols: 80, rows: 24, kind: None };
         while let Some((msg, _permit)) = queue.recv().await {
-            match forward_to_target(msg, tx, recorder, &mut term).await {
+            let shell = Shell { vendor, banner };
+            match forward_to_target(msg, tx, recorder, &mut term, &shell).await {
                 Forwarded::Yes => {}
                 Forwarded::Closed => return End::Vendor,
                 Forwarded::RecordingFailed => return End::RecordingFailed,
@@ -151,12 +166,19 @@ enum Forwarded {
     TargetGone,
 }
 
+/// What a starting shell shows the vendor before the target's prompt.
+struct Shell<'a> {
+    vendor: &'a ChannelWriteHalf<ServerMsg>,
+    banner: &'a str,
+}
+
 /// Records and forwards one message from the vendor.
 async fn forward_to_target(
     msg: ChannelMsg,
     tx: &ChannelWriteHalf<client::Msg>,
     recorder: &Recorder,
     term: &mut Term,
+    shell: &Shell<'_>,
 ) -> Forwarded {
     let recorded = |result: Result<(), crate::recording::RecordingError>| result.is_ok();
     let sent = match msg {
@@ -168,83 +190,39 @@ async fn forward_to_target(
         }
         ChannelMsg::Eof => tx.eof().await,
         ChannelMsg::Close => return Forwarded::Closed,
-        ChannelMsg::RequestPty {
-            term: kind,
-            col_width,
-            row_height,
-            pix_width,
-            pix_height,
-            terminal_modes,
-            ..
-        } => {
-            *term = Term {
-                cols: col_width,
-                rows: row_height,
-                kind: Some(kind.clone()),
-            };
-            tx.request_pty(
-                false,
-                &kind,
-                col_width,
-                row_height,
-                pix_width,
-                pix_height,
-                &terminal_modes,
-            )
-            .await
+        ChannelMsg::RequestPty { term: kind, col_width, row_height, pix_width, pix_height, terminal_modes, .. } => {
+            *term = Term { cols: col_width, rows: row_height, kind: Some(kind.clone()) };
+            tx.request_pty(false, &kind, col_width, row_height, pix_width, pix_height, &terminal_modes).await
         }
-        ChannelMsg::SetEnv {
-            variable_name,
-            variable_value,
-            ..
-        } if env_allowed(&variable_name) => tx.set_env(false, variable_name, variable_value).await,
+        ChannelMsg::SetEnv { variable_name, variable_value, .. } if env_allowed(&variable_name) => {
+            tx.set_env(false, variable_name, variable_value).await
+        }
         ChannelMsg::RequestShell { .. } => {
-            if !recorded(
-                recorder
-                    .record(Event::Start {
-                        term: term.clone(),
-                        command: None,
-                    })
-                    .await,
-            ) {
+            if !recorded(recorder.record(Event::Start { term: term.clone(), command: None }).await) {
                 return Forwarded::RecordingFailed;
             }
+            // The banner is output the vendor sees: recorded like the rest.
+            let banner = bytes::Bytes::copy_from_slice(shell.banner.as_bytes());
+            if !recorded(recorder.record(Event::Stderr(banner.clone())).await) {
+                return Forwarded::RecordingFailed;
+            }
+            let _ = shell.vendor.extended_data_bytes(1, banner).await;
             tx.request_shell(true).await
         }
         // Refused by the gate; the vendor's client sees the failure and closes.
         ChannelMsg::Exec { command, .. } if is_file_transfer(&command) => Ok(()),
         ChannelMsg::Exec { command, .. } => {
             let shown = String::from_utf8_lossy(&command).into_owned();
-            if !recorded(
-                recorder
-                    .record(Event::Start {
-                        term: term.clone(),
-                        command: Some(shown),
-                    })
-                    .await,
-            ) {
+            if !recorded(recorder.record(Event::Start { term: term.clone(), command: Some(shown) }).await) {
                 return Forwarded::RecordingFailed;
             }
             tx.exec(true, command).await
         }
-        ChannelMsg::WindowChange {
-            col_width,
-            row_height,
-            pix_width,
-            pix_height,
-        } => {
-            if !recorded(
-                recorder
-                    .record(Event::Resize {
-                        cols: col_width,
-                        rows: row_height,
-                    })
-                    .await,
-            ) {
+        ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
+            if !recorded(recorder.record(Event::Resize { cols: col_width, rows: row_height }).await) {
                 return Forwarded::RecordingFailed;
             }
-            tx.window_change(col_width, row_height, pix_width, pix_height)
-                .await
+            tx.window_change(col_width, row_height, pix_width, pix_height).await
         }
         ChannelMsg::Signal { signal } => tx.signal(signal).await,
         // Refused by the gate (subsystems, X11, agent, other env) or not ours to relay.
@@ -282,32 +260,16 @@ async fn to_vendor(
             ChannelMsg::Eof => tx.eof().await.is_ok(),
             ChannelMsg::Close => break,
             ChannelMsg::ExitStatus { exit_status } => {
-                if recorder
-                    .record(Event::Exit(i64::from(exit_status)))
-                    .await
-                    .is_err()
-                {
+                if recorder.record(Event::Exit(i64::from(exit_status))).await.is_err() {
                     return End::RecordingFailed;
                 }
                 tx.exit_status(exit_status).await.is_ok()
             }
-            ChannelMsg::ExitSignal {
-                signal_name,
-                core_dumped,
-                error_message,
-                lang_tag,
-            } => {
-                if recorder
-                    .record(Event::Exit(128 + signal_number(&signal_name)))
-                    .await
-                    .is_err()
-                {
+            ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
+                if recorder.record(Event::Exit(128 + signal_number(&signal_name))).await.is_err() {
                     return End::RecordingFailed;
                 }
-                server
-                    .exit_signal_request(tx.id(), signal_name, core_dumped, error_message, lang_tag)
-                    .await
-                    .is_ok()
+                server.exit_signal_request(tx.id(), signal_name, core_dumped, error_message, lang_tag).await.is_ok()
             }
             // Only shell and exec are sent wanting a reply: a failure means no session.
             ChannelMsg::Failure => return End::Refused,

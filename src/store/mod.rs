@@ -3,7 +3,12 @@
 //! timeout), and `serve` reads it on every login, so changes apply without a restart.
 //! Queries are plain SQL written to port to PostgreSQL later.
 
+mod audit;
+pub use audit::AuditFilter;
+mod bookings;
 mod schema;
+
+pub use bookings::{Acknowledgement, Booking, BookingState, Client, Mail, NewBooking, Technician, WindowEdge};
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -26,10 +31,7 @@ pub enum StoreError {
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("store: cannot create {path}: {source}")]
-    Folder {
-        path: String,
-        source: std::io::Error,
-    },
+    Folder { path: String, source: std::io::Error },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -53,7 +55,23 @@ pub struct Target {
     pub host_key: String,
     /// Login accounts in registration order; the first is the default.
     pub accounts: Vec<String>,
+    /// Accounts with administrative rights: booking one needs a written justification.
+    pub privileged_accounts: Vec<String>,
+    /// The company owning the target; `None` only for targets registered before
+    /// clients existed, which cannot be booked until given one.
+    pub client: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// What `target add` registers.
+#[derive(Debug, Clone)]
+pub struct NewTarget<'a> {
+    pub name: &'a str,
+    pub address: &'a str,
+    pub host_key: &'a PublicKey,
+    pub accounts: &'a [String],
+    pub privileged_accounts: &'a [String],
+    pub client: &'a str,
 }
 
 /// One recorded vendor connection, as the store keeps it for listing and lookup.
@@ -73,6 +91,8 @@ pub struct SessionRow {
     pub bytes_out: u64,
     /// The recording folder, absolute.
     pub folder: String,
+    /// The booking the session was admitted under.
+    pub booking: Option<i64>,
 }
 
 pub struct Store {
@@ -89,27 +109,21 @@ impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
         }
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         schema::migrate(&mut conn)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-        })
+        Ok(Store { conn: Mutex::new(conn) })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions
         // roll back), so a poisoned lock is still usable.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     // ---- vendors -------------------------------------------------------------------
@@ -118,16 +132,12 @@ impl Store {
         crate::names::check_name("vendor", name).map_err(|e| StoreError::Invalid(e.0))?;
         check_email(email)?;
         if keys.is_empty() {
-            return Err(StoreError::Invalid(
-                "a vendor needs at least one --key".into(),
-            ));
+            return Err(StoreError::Invalid("a vendor needs at least one --key".into()));
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         if exists(&tx, "SELECT 1 FROM vendors WHERE name = ?1", [name])? {
-            return Err(StoreError::Duplicate(format!(
-                "vendor {name:?} already exists"
-            )));
+            return Err(StoreError::Duplicate(format!("vendor {name:?} already exists")));
         }
         tx.execute(
             "INSERT INTO vendors (name, email, enabled, created_at) VALUES (?1, ?2, 1, ?3)",
@@ -136,16 +146,10 @@ impl Store {
         for key in keys {
             let fp = fingerprint(key);
             let owner: Option<String> = tx
-                .query_row(
-                    "SELECT vendor FROM vendor_keys WHERE fingerprint = ?1",
-                    [&fp],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT vendor FROM vendor_keys WHERE fingerprint = ?1", [&fp], |r| r.get(0))
                 .optional()?;
             if let Some(owner) = owner {
-                return Err(StoreError::Duplicate(format!(
-                    "key {fp} is already registered for vendor {owner:?}"
-                )));
+                return Err(StoreError::Duplicate(format!("key {fp} is already registered for vendor {owner:?}")));
             }
             tx.execute(
                 "INSERT INTO vendor_keys (fingerprint, vendor, public_key) VALUES (?1, ?2, ?3)",
@@ -160,48 +164,34 @@ impl Store {
         let names: Vec<String> = {
             let conn = self.conn();
             let mut stmt = conn.prepare("SELECT name FROM vendors ORDER BY name")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
+            stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
         };
-        names
-            .iter()
-            .filter_map(|n| self.vendor(n).transpose())
-            .collect()
+        names.iter().filter_map(|n| self.vendor(n).transpose()).collect()
     }
 
     pub fn vendor(&self, name: &str) -> Result<Option<Vendor>> {
         let conn = self.conn();
         let row = conn
-            .query_row(
-                "SELECT name, email, enabled, created_at FROM vendors WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok(Vendor {
-                        name: r.get(0)?,
-                        email: r.get(1)?,
-                        enabled: r.get(2)?,
-                        keys: Vec::new(),
-                        created_at: r.get(3)?,
-                    })
-                },
-            )
+            .query_row("SELECT name, email, enabled, created_at FROM vendors WHERE name = ?1", [name], |r| {
+                Ok(Vendor {
+                    name: r.get(0)?,
+                    email: r.get(1)?,
+                    enabled: r.get(2)?,
+                    keys: Vec::new(),
+                    created_at: r.get(3)?,
+                })
+            })
             .optional()?;
         let Some(mut vendor) = row else {
             return Ok(None);
         };
-        let mut stmt =
-            conn.prepare("SELECT public_key FROM vendor_keys WHERE vendor = ?1 ORDER BY rowid")?;
-        vendor.keys = stmt
-            .query_map([name], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt = conn.prepare("SELECT public_key FROM vendor_keys WHERE vendor = ?1 ORDER BY rowid")?;
+        vendor.keys = stmt.query_map([name], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
         Ok(Some(vendor))
     }
 
     pub fn vendor_set_enabled(&self, name: &str, enabled: bool) -> Result<()> {
-        let changed = self.conn().execute(
-            "UPDATE vendors SET enabled = ?2 WHERE name = ?1",
-            params![name, enabled],
-        )?;
+        let changed = self.conn().execute("UPDATE vendors SET enabled = ?2 WHERE name = ?1", params![name, enabled])?;
         if changed == 0 {
             return Err(StoreError::NotFound(format!("no vendor {name:?}")));
         }
@@ -211,55 +201,61 @@ impl Store {
     /// True when `key` is one of the vendor's registered keys.
     pub fn vendor_has_key(&self, vendor: &str, key: &PublicKey) -> Result<bool> {
         let conn = self.conn();
-        exists(
-            &conn,
-            "SELECT 1 FROM vendor_keys WHERE fingerprint = ?1 AND vendor = ?2",
-            (fingerprint(key), vendor),
-        )
+        exists(&conn, "SELECT 1 FROM vendor_keys WHERE fingerprint = ?1 AND vendor = ?2", (fingerprint(key), vendor))
     }
 
     // ---- targets -------------------------------------------------------------------
 
-    pub fn target_add(
-        &self,
-        name: &str,
-        address: &str,
-        host_key: &PublicKey,
-        accounts: &[String],
-    ) -> Result<()> {
+    pub fn target_add(&self, t: &NewTarget<'_>) -> Result<()> {
+        let name = t.name;
         crate::names::check_name("target", name).map_err(|e| StoreError::Invalid(e.0))?;
-        check_address(address)?;
-        if accounts.is_empty() {
-            return Err(StoreError::Invalid(
-                "a target needs at least one --account".into(),
-            ));
+        check_address(t.address)?;
+        let all: Vec<&String> = t.accounts.iter().chain(t.privileged_accounts).collect();
+        if all.is_empty() {
+            return Err(StoreError::Invalid("a target needs at least one --account".into()));
         }
-        for (i, account) in accounts.iter().enumerate() {
+        for (i, account) in all.iter().enumerate() {
             crate::names::check_account(account).map_err(|e| StoreError::Invalid(e.0))?;
-            if accounts[..i].contains(account) {
-                return Err(StoreError::Invalid(format!(
-                    "account {account:?} is given twice"
-                )));
+            if all[..i].contains(account) {
+                return Err(StoreError::Invalid(format!("account {account:?} is given twice")));
             }
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         if exists(&tx, "SELECT 1 FROM targets WHERE name = ?1", [name])? {
-            return Err(StoreError::Duplicate(format!(
-                "target {name:?} already exists"
+            return Err(StoreError::Duplicate(format!("target {name:?} already exists")));
+        }
+        if !exists(&tx, "SELECT 1 FROM clients WHERE name = ?1", [t.client])? {
+            return Err(StoreError::NotFound(format!(
+                "no client {:?}; add it first: chaperone client add {} --email ADDR",
+                t.client, t.client
             )));
         }
         tx.execute(
-            "INSERT INTO targets (name, address, host_key, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, address, openssh_line(host_key), Utc::now()],
+            "INSERT INTO targets (name, address, host_key, created_at, client) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, t.address, openssh_line(t.host_key), Utc::now(), t.client],
         )?;
-        for (position, account) in accounts.iter().enumerate() {
+        for (position, account) in all.iter().enumerate() {
+            let privileged = position >= t.accounts.len();
             tx.execute(
-                "INSERT INTO target_accounts (target, position, account) VALUES (?1, ?2, ?3)",
-                params![name, position as i64, account],
+                "INSERT INTO target_accounts (target, position, account, privileged) VALUES (?1, ?2, ?3, ?4)",
+                params![name, position as i64, account, privileged],
             )?;
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Gives a target (e.g. one registered before clients existed) its client.
+    pub fn target_set_client(&self, target: &str, client: &str) -> Result<()> {
+        let conn = self.conn();
+        if !exists(&conn, "SELECT 1 FROM clients WHERE name = ?1", [client])? {
+            return Err(StoreError::NotFound(format!("no client {client:?}")));
+        }
+        let changed = conn.execute("UPDATE targets SET client = ?2 WHERE name = ?1", params![target, client])?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("no target {target:?}")));
+        }
         Ok(())
     }
 
@@ -267,47 +263,44 @@ impl Store {
         let names: Vec<String> = {
             let conn = self.conn();
             let mut stmt = conn.prepare("SELECT name FROM targets ORDER BY name")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
+            stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
         };
-        names
-            .iter()
-            .filter_map(|n| self.target(n).transpose())
-            .collect()
+        names.iter().filter_map(|n| self.target(n).transpose()).collect()
     }
 
     pub fn target(&self, name: &str) -> Result<Option<Target>> {
         let conn = self.conn();
         let row = conn
-            .query_row(
-                "SELECT name, address, host_key, created_at FROM targets WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok(Target {
-                        name: r.get(0)?,
-                        address: r.get(1)?,
-                        host_key: r.get(2)?,
-                        accounts: Vec::new(),
-                        created_at: r.get(3)?,
-                    })
-                },
-            )
+            .query_row("SELECT name, address, host_key, created_at, client FROM targets WHERE name = ?1", [name], |r| {
+                Ok(Target {
+                    name: r.get(0)?,
+                    address: r.get(1)?,
+                    host_key: r.get(2)?,
+                    accounts: Vec::new(),
+                    privileged_accounts: Vec::new(),
+                    created_at: r.get(3)?,
+                    client: r.get(4)?,
+                })
+            })
             .optional()?;
         let Some(mut target) = row else {
             return Ok(None);
         };
-        let mut stmt = conn
-            .prepare("SELECT account FROM target_accounts WHERE target = ?1 ORDER BY position")?;
-        target.accounts = stmt
-            .query_map([name], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt =
+            conn.prepare("SELECT account, privileged FROM target_accounts WHERE target = ?1 ORDER BY position")?;
+        let accounts: Vec<(String, bool)> =
+            stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        for (account, privileged) in accounts {
+            if privileged {
+                target.privileged_accounts.push(account.clone());
+            }
+            target.accounts.push(account);
+        }
         Ok(Some(target))
     }
 
     pub fn target_remove(&self, name: &str) -> Result<()> {
-        let changed = self
-            .conn()
-            .execute("DELETE FROM targets WHERE name = ?1", [name])?;
+        let changed = self.conn().execute("DELETE FROM targets WHERE name = ?1", [name])?;
         if changed == 0 {
             return Err(StoreError::NotFound(format!("no target {name:?}")));
         }
@@ -319,11 +312,22 @@ impl Store {
     pub fn session_insert(&self, s: &SessionRow) -> Result<()> {
         self.conn().execute(
             "INSERT INTO sessions (id, vendor, target, account, client_address, started_at, ended_at,
-                                   state, exit_status, bytes_in, bytes_out, folder)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                   state, exit_status, bytes_in, bytes_out, folder, booking)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
-                s.id, s.vendor, s.target, s.account, s.client_address, s.started_at, s.ended_at,
-                s.state, s.exit_status, s.bytes_in as i64, s.bytes_out as i64, s.folder
+                s.id,
+                s.vendor,
+                s.target,
+                s.account,
+                s.client_address,
+                s.started_at,
+                s.ended_at,
+                s.state,
+                s.exit_status,
+                s.bytes_in as i64,
+                s.bytes_out as i64,
+                s.folder,
+                s.booking
             ],
         )?;
         Ok(())
@@ -341,27 +345,18 @@ impl Store {
     pub fn session_list(&self) -> Result<Vec<SessionRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!("{SESSION_SELECT} ORDER BY id"))?;
-        let rows = stmt
-            .query_map([], session_from_row)?
-            .collect::<rusqlite::Result<_>>()?;
+        let rows = stmt.query_map([], session_from_row)?.collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
 
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>> {
         let conn = self.conn();
-        Ok(conn
-            .query_row(
-                &format!("{SESSION_SELECT} WHERE id = ?1"),
-                [id],
-                session_from_row,
-            )
-            .optional()?)
+        Ok(conn.query_row(&format!("{SESSION_SELECT} WHERE id = ?1"), [id], session_from_row).optional()?)
     }
 }
 
-const SESSION_SELECT: &str =
-    "SELECT id, vendor, target, account, client_address, started_at, ended_at,
-    state, exit_status, bytes_in, bytes_out, folder FROM sessions";
+const SESSION_SELECT: &str = "SELECT id, vendor, target, account, client_address, started_at, ended_at,
+    state, exit_status, bytes_in, bytes_out, folder, booking FROM sessions";
 
 fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
@@ -377,42 +372,25 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         bytes_in: r.get::<_, i64>(9)? as u64,
         bytes_out: r.get::<_, i64>(10)? as u64,
         folder: r.get(11)?,
+        booking: r.get(12)?,
     })
 }
 
-fn exists(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
-    Ok(conn
-        .query_row(sql, params, |_| Ok(()))
-        .optional()?
-        .is_some())
+pub(crate) fn exists(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
+    Ok(conn.query_row(sql, params, |_| Ok(())).optional()?.is_some())
 }
 
-fn check_email(email: &str) -> Result<()> {
+pub(crate) fn check_email(email: &str) -> Result<()> {
     let ok = email.split_once('@').is_some_and(|(local, domain)| {
-        !local.is_empty()
-            && domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-    }) && !email
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+        !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+    }) && !email.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
         && email.len() <= 254;
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "invalid e-mail address {email:?}"
-        )))
-    }
+    if ok { Ok(()) } else { Err(StoreError::Invalid(format!("invalid e-mail address {email:?}"))) }
 }
 
 /// Checks `HOST:PORT` (IPv6 as `[::1]:22`).
 pub fn check_address(address: &str) -> Result<()> {
-    let invalid = || {
-        StoreError::Invalid(format!(
-            "invalid address {address:?}: expected HOST:PORT, e.g. 10.0.0.5:22"
-        ))
-    };
+    let invalid = || StoreError::Invalid(format!("invalid address {address:?}: expected HOST:PORT, e.g. 10.0.0.5:22"));
     let (host, port) = address.rsplit_once(':').ok_or_else(invalid)?;
     let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
     let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -420,15 +398,9 @@ pub fn check_address(address: &str) -> Result<()> {
     } else {
         !host.is_empty()
             && host.len() <= 253
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
     };
-    if port_ok && host_ok {
-        Ok(())
-    } else {
-        Err(invalid())
-    }
+    if port_ok && host_ok { Ok(()) } else { Err(invalid()) }
 }
 
 #[cfg(test)]
@@ -437,30 +409,17 @@ mod tests {
 
     fn key(n: u8) -> PublicKey {
         use russh::keys::ssh_key::private::Ed25519Keypair;
-        russh::keys::PrivateKey::from(Ed25519Keypair::from_seed(&[n; 32]))
-            .public_key()
-            .clone()
+        russh::keys::PrivateKey::from(Ed25519Keypair::from_seed(&[n; 32])).public_key().clone()
     }
 
     #[test]
     fn vendors_and_targets_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        store
-            .vendor_add("acme", "ops@acme.example", &[key(1), key(2)])
-            .unwrap();
-        assert!(matches!(
-            store.vendor_add("acme", "x@y.z", &[key(3)]),
-            Err(StoreError::Duplicate(_))
-        ));
-        assert!(matches!(
-            store.vendor_add("other", "x@y.z", &[key(1)]),
-            Err(StoreError::Duplicate(_))
-        ));
-        assert!(
-            store.vendor("other").unwrap().is_none(),
-            "a refused add changes nothing"
-        );
+        store.vendor_add("acme", "ops@acme.example", &[key(1), key(2)]).unwrap();
+        assert!(matches!(store.vendor_add("acme", "x@y.z", &[key(3)]), Err(StoreError::Duplicate(_))));
+        assert!(matches!(store.vendor_add("other", "x@y.z", &[key(1)]), Err(StoreError::Duplicate(_))));
+        assert!(store.vendor("other").unwrap().is_none(), "a refused add changes nothing");
         let v = store.vendor("acme").unwrap().unwrap();
         assert_eq!(v.keys.len(), 2);
         assert!(store.vendor_has_key("acme", &key(2)).unwrap());
@@ -468,26 +427,27 @@ mod tests {
         store.vendor_set_enabled("acme", false).unwrap();
         assert!(!store.vendor("acme").unwrap().unwrap().enabled);
 
-        store
-            .target_add(
-                "erp01",
-                "127.0.0.1:22",
-                &key(9),
-                &["app".into(), "root".into()],
-            )
-            .unwrap();
-        assert_eq!(
-            store.target("erp01").unwrap().unwrap().accounts,
-            vec!["app", "root"]
-        );
-        assert!(matches!(
-            store.target_add("erp01", "h:1", &key(9), &["a".into()]),
-            Err(StoreError::Duplicate(_))
-        ));
-        assert!(matches!(
-            store.target_add("erp02", "nohost", &key(9), &["a".into()]),
-            Err(StoreError::Invalid(_))
-        ));
+        store.client_add("globex", &["it@globex.example".into()]).unwrap();
+        let host = key(9);
+        let app = vec!["app".to_string()];
+        let root = vec!["root".to_string()];
+        let target = |name, address| NewTarget {
+            name,
+            address,
+            host_key: &host,
+            accounts: &app,
+            privileged_accounts: &root,
+            client: "globex",
+        };
+        store.target_add(&target("erp01", "127.0.0.1:22")).unwrap();
+        let erp01 = store.target("erp01").unwrap().unwrap();
+        assert_eq!(erp01.accounts, vec!["app", "root"]);
+        assert_eq!(erp01.privileged_accounts, vec!["root"]);
+        assert_eq!(erp01.client.as_deref(), Some("globex"));
+        assert!(matches!(store.target_add(&target("erp01", "h:1")), Err(StoreError::Duplicate(_))));
+        assert!(matches!(store.target_add(&target("erp02", "nohost")), Err(StoreError::Invalid(_))));
+        let orphan = NewTarget { client: "nobody", ..target("erp03", "h:1") };
+        assert!(matches!(store.target_add(&orphan), Err(StoreError::NotFound(_))));
         store.target_remove("erp01").unwrap();
         assert!(store.target_list().unwrap().is_empty());
     }

@@ -17,20 +17,13 @@ const SSHD: &str = "/usr/sbin/sshd";
 
 /// A free loopback port (bound, read, released: the child binds it right after).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen on port {port}"
-        );
+        assert!(Instant::now() < deadline, "{what} did not listen on port {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -87,12 +80,7 @@ impl Sshd {
             .expect("start sshd (is openssh-server installed? run scripts/test)");
         wait_for_port(port, "sshd");
         let host_key_pub = std::fs::read_to_string(dir.join("host_ed25519.pub")).unwrap();
-        Sshd {
-            child,
-            port,
-            host_key_pub: host_key_pub.trim().to_string(),
-            dir,
-        }
+        Sshd { child, port, host_key_pub: host_key_pub.trim().to_string(), dir }
     }
 
     pub fn address(&self) -> String {
@@ -117,29 +105,41 @@ pub struct Bastion {
 
 impl Bastion {
     pub fn new(dir: &Path) -> Bastion {
+        Bastion::with_config(dir, "")
+    }
+
+    /// A bastion whose config has `extra` appended (e.g. a `[policy]` or `[mail]` table).
+    pub fn with_config(dir: &Path, extra: &str) -> Bastion {
         let dir = dir.join("bastion");
         std::fs::create_dir_all(dir.join("config")).unwrap();
         let config = dir.join("config/chaperone.toml");
         std::fs::write(
             &config,
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"../data\"\nrecordings_dir = \"../recordings\"\n\n\
-             [recording]\nflush_interval_ms = 200\n\n[upstream]\nconnect_timeout_secs = 5\n",
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"../data\"\nrecordings_dir = \"../recordings\"\n\n\
+                 [recording]\nflush_interval_ms = 200\n\n[upstream]\nconnect_timeout_secs = 5\n\n{extra}\n"
+            ),
         )
         .unwrap();
-        Bastion {
-            dir,
-            config,
-            child: None,
-            port: 0,
-        }
+        Bastion { dir, config, child: None, port: 0 }
     }
 
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.arg("--config")
             .arg(&self.config)
-            .env("CHAPERONE_LOG", "info");
+            .env("CHAPERONE_LOG", "info")
+            .env("CHAPERONE_TEST_CLOCK", self.dir.join("clock"));
         cmd
+    }
+
+    /// Sets the (debug-build) clock of every chaperone process to `rfc3339`; it runs on
+    /// from there.
+    pub fn set_clock(&self, rfc3339: &str) {
+        let path = self.dir.join("clock");
+        let tmp = self.dir.join("clock.tmp");
+        std::fs::write(&tmp, rfc3339).unwrap();
+        std::fs::rename(tmp, path).unwrap();
     }
 
     /// Runs a chaperone subcommand to completion.
@@ -150,11 +150,7 @@ impl Bastion {
     /// Runs a subcommand that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "chaperone {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "chaperone {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -165,10 +161,7 @@ impl Bastion {
     }
 
     pub fn host_public_key(&self) -> String {
-        std::fs::read_to_string(self.dir.join("data/keys/host_ed25519.pub"))
-            .unwrap()
-            .trim()
-            .to_string()
+        std::fs::read_to_string(self.dir.join("data/keys/host_ed25519.pub")).unwrap().trim().to_string()
     }
 
     pub fn recordings(&self) -> PathBuf {
@@ -198,9 +191,8 @@ impl Bastion {
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("serve did not start: {}", self.log()));
+        let addr =
+            rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("serve did not start: {}", self.log()));
         self.port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
         self.child = Some(child);
     }
@@ -222,11 +214,7 @@ impl Bastion {
                 self.child = None;
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit: {}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "serve did not exit: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -251,10 +239,7 @@ impl VendorClient {
     pub fn new(dir: &Path, name: &str) -> VendorClient {
         let key = dir.join(format!("{name}_ed25519"));
         keygen(&key);
-        VendorClient {
-            key,
-            known_hosts: dir.join(format!("{name}_known_hosts")),
-        }
+        VendorClient { key, known_hosts: dir.join(format!("{name}_known_hosts")) }
     }
 
     pub fn public_key_path(&self) -> String {
@@ -262,21 +247,14 @@ impl VendorClient {
     }
 
     pub fn trust(&self, bastion: &Bastion) {
-        let line = format!(
-            "[127.0.0.1]:{} {}\n",
-            bastion.port,
-            bastion.host_public_key()
-        );
+        let line = format!("[127.0.0.1]:{} {}\n", bastion.port, bastion.host_public_key());
         std::fs::write(&self.known_hosts, line).unwrap();
     }
 
     /// An `ssh` command to the bastion as `user`, strict about the bastion's host key.
     pub fn ssh(&self, bastion: &Bastion, user: &str) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.args(self.options(bastion))
-            .arg("-p")
-            .arg(bastion.port.to_string())
-            .arg(format!("{user}@127.0.0.1"));
+        cmd.args(self.options(bastion)).arg("-p").arg(bastion.port.to_string()).arg(format!("{user}@127.0.0.1"));
         cmd
     }
 
@@ -299,32 +277,41 @@ impl VendorClient {
     }
 }
 
-/// The usual scene: a target sshd, a running bastion that may log into it, a vendor
-/// `acme` and a target `erp01` registered.
+/// When the usual scene happens (test clock): a Thursday morning in Berlin.
+pub const TEST_NOW: &str = "2026-12-03T10:00:00+01:00";
+
+/// The usual scene: a target sshd, a running bastion that may log into it, a client
+/// `globex` owning target `erp01`, a technician `alice`, a vendor `acme`, and (for
+/// `World::new`) an approved booking covering now, so that acme may log in.
 pub struct World {
     pub tmp: tempfile::TempDir,
     pub sshd: Sshd,
     pub bastion: Bastion,
     pub vendor: VendorClient,
+    pub tech: VendorClient,
     pub account: String,
 }
 
 impl World {
+    /// Acknowledgements not required, and a booking open now.
     pub fn new() -> World {
+        let w = World::bare("[policy]\nrequire_acknowledgements = false\n");
+        w.book_now("erp01", &w.account.clone());
+        w
+    }
+
+    /// Registered and serving, no booking; `extra` config appended.
+    pub fn bare(extra: &str) -> World {
         let tmp = tempfile::tempdir().unwrap();
-        let mut bastion = Bastion::new(tmp.path());
+        let mut bastion = Bastion::with_config(tmp.path(), extra);
+        bastion.set_clock(TEST_NOW);
         let sshd = Sshd::start(tmp.path(), &bastion.upstream_public_key());
         let vendor = VendorClient::new(tmp.path(), "acme");
+        let tech = VendorClient::new(tmp.path(), "alice");
         let account = whoami();
-        bastion.ok(&[
-            "vendor",
-            "add",
-            "acme",
-            "--email",
-            "ops@acme.example",
-            "--key",
-            &vendor.public_key_path(),
-        ]);
+        bastion.ok(&["client", "add", "globex", "--email", "it@globex.example"]);
+        bastion.ok(&["tech", "add", "alice", "--email", "alice@provider.example", "--key", &tech.public_key_path()]);
+        bastion.ok(&["vendor", "add", "acme", "--email", "ops@acme.example", "--key", &vendor.public_key_path()]);
         bastion.ok(&[
             "target",
             "add",
@@ -335,16 +322,45 @@ impl World {
             &sshd.host_key_pub,
             "--account",
             &account,
+            "--client",
+            "globex",
         ]);
         bastion.start();
         vendor.trust(&bastion);
-        World {
-            tmp,
-            sshd,
-            bastion,
-            vendor,
-            account,
-        }
+        World { tmp, sshd, bastion, vendor, tech, account }
+    }
+
+    /// Books `target` as `account` for acme from an hour before to ten hours after
+    /// `TEST_NOW` (an emergency: no lead time) and approves it. Returns `B-n`.
+    pub fn book_now(&self, target: &str, account: &str) -> String {
+        let plan = self.path("plan-now.md");
+        std::fs::write(&plan, "# Maintenance\n- look around\n").unwrap();
+        let id = self
+            .bastion
+            .ok(&[
+                "booking",
+                "create",
+                "--vendor",
+                "acme",
+                "--target",
+                target,
+                "--account",
+                account,
+                "--start",
+                "2026-12-03 09:00",
+                "--end",
+                "2026-12-03 20:00",
+                "--plan",
+                plan.to_str().unwrap(),
+                "--emergency",
+                "integration test",
+                "--by",
+                "alice",
+            ])
+            .trim()
+            .to_string();
+        self.bastion.ok(&["booking", "approve", &id, "--by", "alice"]);
+        id
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -353,12 +369,7 @@ impl World {
 
     /// `ssh acme:erp01@bastion COMMAND`, waiting for it to finish.
     pub fn exec(&self, command: &str) -> Output {
-        self.vendor
-            .ssh(&self.bastion, "acme:erp01")
-            .arg(command)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        self.vendor.ssh(&self.bastion, "acme:erp01").arg(command).stdin(Stdio::null()).output().unwrap()
     }
 
     /// The ids of recorded sessions, oldest first.
@@ -377,10 +388,7 @@ impl World {
 
     /// The folder of a session (recordings/YYYY/MM/<id>).
     pub fn folder(&self, id: &str) -> PathBuf {
-        for year in std::fs::read_dir(self.bastion.recordings())
-            .unwrap()
-            .flatten()
-        {
+        for year in std::fs::read_dir(self.bastion.recordings()).unwrap().flatten() {
             for month in std::fs::read_dir(year.path()).unwrap().flatten() {
                 let candidate = month.path().join(id);
                 if candidate.is_dir() {
@@ -395,11 +403,7 @@ impl World {
     pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; bastion log:\n{}",
-                self.bastion.log()
-            );
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; bastion log:\n{}", self.bastion.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -409,8 +413,7 @@ impl World {
         let path = self.folder(id).join("session.json");
         let mut json = serde_json::Value::Null;
         self.eventually("session.json to say the session ended", || {
-            json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
-                .unwrap_or_default();
+            json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default()).unwrap_or_default();
             json["state"] != "live" && !json["state"].is_null()
         });
         json

@@ -16,12 +16,7 @@ pub struct Pty {
 }
 
 fn winsize(cols: u16, rows: u16) -> libc::winsize {
-    libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    }
+    libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }
 }
 
 impl Pty {
@@ -29,15 +24,8 @@ impl Pty {
         let mut master_fd = 0;
         let mut slave_fd = 0;
         let size = winsize(cols, rows);
-        let rc = unsafe {
-            libc::openpty(
-                &mut master_fd,
-                &mut slave_fd,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                &size,
-            )
-        };
+        let rc =
+            unsafe { libc::openpty(&mut master_fd, &mut slave_fd, std::ptr::null_mut(), std::ptr::null_mut(), &size) };
         assert_eq!(rc, 0, "openpty failed");
         let master = unsafe { OwnedFd::from_raw_fd(master_fd) };
         let slave = unsafe { OwnedFd::from_raw_fd(slave_fd) };
@@ -70,11 +58,7 @@ impl Pty {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Pty {
-            master,
-            child,
-            output,
-        }
+        Pty { master, child, output }
     }
 
     pub fn type_text(&mut self, text: &str) {
@@ -90,11 +74,7 @@ impl Pty {
     pub fn expect(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !self.output().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {needle:?}; terminal shows:\n{}",
-                self.output()
-            );
+            assert!(Instant::now() < deadline, "timed out waiting for {needle:?}; terminal shows:\n{}", self.output());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -111,11 +91,7 @@ impl Pty {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "program in the pty did not exit; it shows:\n{}",
-                self.output()
-            );
+            assert!(Instant::now() < deadline, "program in the pty did not exit; it shows:\n{}", self.output());
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -1,0 +1,43 @@
+//! `audit`: print the log (filtered) or verify its hash chain.
+
+use crate::UserError;
+use crate::cli::{AuditArgs, AuditCommand};
+use crate::config::Config;
+use crate::store::{AuditFilter, Store};
+
+pub fn run(config: &Config, store: &Store, args: AuditArgs) -> anyhow::Result<()> {
+    let tz = config.policy.timezone;
+    if let Some(AuditCommand::Verify) = args.command {
+        let entries = store.audit_entries(&AuditFilter::default())?;
+        crate::audit::verify(&entries).map_err(|e| anyhow::anyhow!("audit log is NOT intact: {e}"))?;
+        println!("audit log intact: {} entries, chain verified", entries.len());
+        return Ok(());
+    }
+    let since = match &args.since {
+        Some(text) => Some(crate::policy::parse_local(text, tz).map_err(|e| UserError(format!("--since: {e}")))?),
+        None => None,
+    };
+    let filter = AuditFilter { since, booking: args.booking.map(|b| b.0), vendor: args.vendor };
+    for e in store.audit_entries(&filter)? {
+        let mut about = Vec::new();
+        if let Some(b) = e.booking {
+            about.push(format!("B-{b}"));
+        }
+        if let Some(v) = &e.vendor {
+            about.push(v.clone());
+        }
+        if let Some(s) = &e.session {
+            about.push(s.clone());
+        }
+        println!(
+            "{:>5} {} {:<16} {:<10} [{}] {}",
+            e.id,
+            e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
+            e.kind,
+            e.actor.as_deref().unwrap_or("-"),
+            about.join(" "),
+            e.detail
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! `booking …`: create, acknowledge, approve, cancel and show bookings; every change is
+//! audited.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::UserError;
+use crate::audit::Event;
+use crate::cli::{BookingCommand, BookingId, Party};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::keys::parse_public_key;
+use crate::policy::{self, BookingRequest, BookingRules, format_window};
+use crate::store::{Acknowledgement, Booking, BookingState, NewBooking, Store};
+
+pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -> anyhow::Result<()> {
+    let tz = config.policy.timezone;
+    let now = clock.now();
+    match cmd {
+        BookingCommand::Create { vendor, target, account, start, end, tz: zone, plan, privileged, emergency, by } => {
+            let zone: Tz = match zone {
+                Some(name) => name.parse().map_err(|_| UserError(format!("unknown time zone {name:?}")))?,
+                None => tz,
+            };
+            let start = policy::parse_local(&start, zone).map_err(|e| UserError(format!("--start: {e}")))?;
+            let end = policy::parse_local(&end, zone).map_err(|e| UserError(format!("--end: {e}")))?;
+            let plan = read_plan(&plan)?;
+            if store.vendor(&vendor)?.is_none() {
+                return Err(UserError(format!("no vendor {vendor:?}")).into());
+            }
+            if let Some(tech) = &by {
+                store.active_tech(tech)?;
+            }
+            let target = store.target(&target)?.ok_or_else(|| UserError(format!("no target {target:?}")))?;
+            let request = BookingRequest {
+                target: &target,
+                account: &account,
+                start,
+                end,
+                plan: &plan,
+                privileged: privileged.as_deref(),
+                emergency: emergency.as_deref(),
+            };
+            let others = store.bookings(Some(&vendor), Some(&target.name))?;
+            let rules = BookingRules { lead_time: config.policy.lead_time, max_window: config.policy.max_window };
+            policy::check_booking(&request, &others, now, rules, zone).map_err(UserError)?;
+            let id = store.booking_insert(&NewBooking {
+                vendor: vendor.clone(),
+                target: target.name.clone(),
+                account: account.clone(),
+                start,
+                end,
+                timezone: zone.name().to_string(),
+                plan,
+                privileged: privileged.clone(),
+                emergency: emergency.clone(),
+                created_by: by.clone(),
+                created_at: now,
+            })?;
+            let mut detail = format!("{vendor} on {} as {account}, {}", target.name, format_window(start, end, zone));
+            if let Some(reason) = &privileged {
+                detail.push_str(&format!("; privileged: {reason}"));
+            }
+            if let Some(reason) = &emergency {
+                detail.push_str(&format!("; emergency: {reason}"));
+            }
+            store.audit(now, &actor(Event::new("booking.create", detail), &by).booking(id).vendor(&vendor))?;
+            println!("B-{id}");
+        }
+        BookingCommand::List { all, vendor, target } => {
+            let bookings: Vec<Booking> = store
+                .bookings(vendor.as_deref(), target.as_deref())?
+                .into_iter()
+                .filter(|b| all || (b.state != BookingState::Cancelled && b.end > now))
+                .collect();
+            if bookings.is_empty() {
+                println!(
+                    "no bookings{}",
+                    if all { "" } else { " upcoming or active (--all shows past and cancelled)" }
+                );
+            }
+            for b in bookings {
+                let shown_tz: Tz = b.timezone.parse().unwrap_or(tz);
+                let active = if b.covers(now) && b.state == BookingState::Approved { " (active)" } else { "" };
+                println!(
+                    "{:<6} {:<9} {:<12} {:<12} {:<10} {}{active}  {}",
+                    b.label(),
+                    b.state.as_str(),
+                    b.vendor,
+                    b.target,
+                    b.account,
+                    format_window(b.start, b.end, shown_tz),
+                    crate::plan::title(&b.plan)
+                );
+            }
+        }
+        BookingCommand::Show { id } => show(store, &booking(store, id)?, tz)?,
+        BookingCommand::Plan { id } => {
+            use std::io::Write;
+            std::io::stdout().write_all(booking(store, id)?.plan.as_bytes())?;
+        }
+        BookingCommand::Ack { id, party, signature, by, note } => {
+            let b = booking(store, id)?;
+            if b.state == BookingState::Cancelled {
+                return Err(UserError(format!("booking {} is cancelled", b.label())).into());
+            }
+            let signature = match &signature {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| UserError(format!("cannot read signature {}: {e}", path.display())))?,
+                ),
+                None => None,
+            };
+            let ack = acknowledge(store, &b, party, signature, by, note, now)?;
+            let who = ack.by.clone().unwrap_or_default();
+            let mut detail = format!("{} acknowledged the plan", ack.party);
+            if let Some(fp) = &ack.key_fingerprint {
+                detail.push_str(&format!(", signed with {fp}"));
+            }
+            if let Some(note) = &ack.note {
+                detail.push_str(&format!(": {note}"));
+            }
+            store.ack_insert(&ack)?;
+            store.audit(now, &Event::new("booking.ack", detail.clone()).actor(who).booking(b.id).vendor(&b.vendor))?;
+            println!("{}: {detail}", b.label());
+        }
+        BookingCommand::Approve { id, by } => {
+            let b = booking(store, id)?;
+            store.active_tech(&by)?;
+            let acks = store.acks(b.id)?;
+            policy::check_approval(&b, &acks, config.policy.require_acknowledgements).map_err(UserError)?;
+            store.booking_approve(b.id, &by, now)?;
+            store.audit(
+                now,
+                &Event::new("booking.approve", format!("approved by {by}")).actor(&by).booking(b.id).vendor(&b.vendor),
+            )?;
+            println!(
+                "{} approved: {} may log in to {} during {}",
+                b.label(),
+                b.vendor,
+                b.target,
+                format_window(b.start, b.end, tz)
+            );
+        }
+        BookingCommand::Cancel { id, reason, by } => {
+            let b = booking(store, id)?;
+            store.active_tech(&by)?;
+            if b.state == BookingState::Cancelled {
+                return Err(UserError(format!("booking {} is already cancelled", b.label())).into());
+            }
+            if reason.trim().is_empty() {
+                return Err(UserError("--reason must say why".into()).into());
+            }
+            store.booking_cancel(b.id, &by, &reason, now)?;
+            store
+                .audit(now, &Event::new("booking.cancel", reason.clone()).actor(&by).booking(b.id).vendor(&b.vendor))?;
+            println!("{} cancelled; live sessions under it end now", b.label());
+        }
+        BookingCommand::Ics { id } => print!("{}", crate::calendar::booking_ics(&booking(store, id)?, now)),
+    }
+    Ok(())
+}
+
+fn actor(event: Event, by: &Option<String>) -> Event {
+    match by {
+        Some(tech) => event.actor(tech),
+        None => event.actor(std::env::var("USER").unwrap_or_else(|_| "cli".into())),
+    }
+}
+
+fn booking(store: &Store, id: BookingId) -> anyhow::Result<Booking> {
+    Ok(store.booking_required(id.0)?)
+}
+
+/// Reads a plan file: UTF-8, at most the plan limit.
+fn read_plan(path: &std::path::Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| UserError(format!("cannot read plan {}: {e}", path.display())))?;
+    if bytes.len() > policy::MAX_PLAN_BYTES {
+        return Err(UserError(format!(
+            "the plan is {} bytes; at most {} are allowed",
+            bytes.len(),
+            policy::MAX_PLAN_BYTES
+        ))
+        .into());
+    }
+    let text =
+        String::from_utf8(bytes).map_err(|_| UserError(format!("the plan {} is not valid UTF-8", path.display())))?;
+    policy::check_plan(&text).map_err(UserError)?;
+    Ok(text)
+}
+
+/// Checks who may acknowledge and verifies any signature against the plan's bytes.
+fn acknowledge(
+    store: &Store,
+    b: &Booking,
+    party: Party,
+    signature: Option<String>,
+    by: Option<String>,
+    note: Option<String>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Acknowledgement> {
+    let verify = |allowed: Option<&[russh::keys::PublicKey]>| -> anyhow::Result<Option<String>> {
+        match &signature {
+            Some(sig) => {
+                let key = crate::plan::verify_signature(&b.plan, sig, allowed).map_err(UserError)?;
+                Ok(Some(crate::keys::fingerprint(&key)))
+            }
+            None => Ok(None),
+        }
+    };
+    let (party_name, by, fingerprint) = match party {
+        Party::Vendor => {
+            if signature.is_none() {
+                return Err(UserError(
+                    "the vendor acknowledges with --signature FILE (ssh-keygen -Y sign -n chaperone-plan)".into(),
+                )
+                .into());
+            }
+            let vendor = store.vendor(&b.vendor)?.ok_or_else(|| UserError(format!("no vendor {:?}", b.vendor)))?;
+            let keys: Vec<_> = vendor.keys.iter().filter_map(|k| parse_public_key(k).ok()).collect();
+            ("vendor", b.vendor.clone(), verify(Some(&keys))?)
+        }
+        Party::Provider => {
+            let tech = by.ok_or_else(|| UserError("--by TECH is required for the provider".into()))?;
+            let t = store.active_tech(&tech)?;
+            let keys: Vec<_> = t.keys.iter().filter_map(|k| parse_public_key(k).ok()).collect();
+            ("provider", tech, verify(Some(&keys))?)
+        }
+        Party::Client => {
+            let tech = by.ok_or_else(|| {
+                UserError("--by TECH is required: the technician who received the client's confirmation".into())
+            })?;
+            store.active_tech(&tech)?;
+            if note.as_deref().is_none_or(|n| n.trim().is_empty()) && signature.is_none() {
+                return Err(
+                    UserError("--note TEXT (how the client confirmed) or --signature FILE is required".into()).into()
+                );
+            }
+            // A client's signature carries its own key; it proves the plan's bytes.
+            ("client", tech, verify(None)?)
+        }
+    };
+    Ok(Acknowledgement {
+        booking: b.id,
+        party: party_name.to_string(),
+        by: Some(by),
+        note,
+        signature,
+        key_fingerprint: fingerprint,
+        at: now,
+    })
+}
+
+fn show(store: &Store, b: &Booking, default_tz: Tz) -> anyhow::Result<()> {
+    let tz: Tz = b.timezone.parse().unwrap_or(default_tz);
+    let time = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string();
+    println!("booking:    {}", b.label());
+    println!("state:      {}", b.state.as_str());
+    println!("vendor:     {}", b.vendor);
+    println!("target:     {}", b.target);
+    println!("account:    {}", b.account);
+    println!("window:     {}", format_window(b.start, b.end, tz));
+    if let Some(reason) = &b.privileged {
+        println!("privileged: {reason}");
+    }
+    if let Some(reason) = &b.emergency {
+        println!("EMERGENCY:  {reason} (booked without the lead time)");
+    }
+    println!("created:    {} by {}", time(b.created_at), b.created_by.as_deref().unwrap_or("-"));
+    if let (Some(by), Some(at)) = (&b.approved_by, b.approved_at) {
+        println!("approved:   {} by {by}", time(at));
+    }
+    if let (Some(by), Some(at)) = (&b.cancelled_by, b.cancelled_at) {
+        println!("cancelled:  {} by {by}: {}", time(at), b.cancel_reason.as_deref().unwrap_or(""));
+    }
+    let acks = store.acks(b.id)?;
+    if acks.is_empty() {
+        println!("acknowledgements: none yet");
+    }
+    for a in acks {
+        let signed = a.key_fingerprint.as_ref().map(|fp| format!(", signed {fp}")).unwrap_or_default();
+        let note = a.note.as_ref().map(|n| format!(": {n}")).unwrap_or_default();
+        println!("ack:        {} by {} at {}{signed}{note}", a.party, a.by.as_deref().unwrap_or("-"), time(a.at));
+    }
+    for m in store.mails(b.id)? {
+        println!(
+            "mail:       {} {} to {} ({}, {} attempt(s))",
+            m.kind, m.message_id, m.recipients, m.state, m.attempts
+        );
+    }
+    println!("--- plan ---");
+    if let Some(reason) = &b.emergency {
+        println!("[EMERGENCY booking: {reason}]");
+    }
+    if let Some(reason) = &b.privileged {
+        println!("[PRIVILEGED account {}: {reason}]", b.account);
+    }
+    print!("{}", b.plan);
+    if !b.plan.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}

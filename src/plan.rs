@@ -1,0 +1,105 @@
+//! The session plan: the written agreement a booking carries (SOP rules 2, 3, 6). Its
+//! exact bytes are what the parties acknowledge; a vendor signs them with
+//! `ssh-keygen -Y sign -n chaperone-plan -f KEY plan.md`. The title and steps are shown
+//! to the vendor at login.
+
+use chrono_tz::Tz;
+use russh::keys::PublicKey;
+use russh::keys::ssh_key::SshSig;
+
+use crate::store::Booking;
+
+/// The namespace plan signatures must be made for, so that a signature made for any other
+/// purpose (git commits, files) cannot be passed off as agreement to a plan.
+pub const SIGNATURE_NAMESPACE: &str = "chaperone-plan";
+
+/// Most steps shown in the login banner; the full plan is in the booking.
+const BANNER_STEPS: usize = 12;
+
+/// The first Markdown heading, or else the first non-empty line.
+pub fn title(plan: &str) -> String {
+    let lines = || plan.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim())
+        .or_else(|| lines().next())
+        .unwrap_or("(untitled)")
+        .to_string()
+}
+
+/// The plan's list items (`- `, `* `, `1. `), in order.
+pub fn steps(plan: &str) -> Vec<String> {
+    plan.lines()
+        .map(str::trim)
+        .filter_map(|l| {
+            if let Some(rest) = l.strip_prefix("- ").or_else(|| l.strip_prefix("* ")) {
+                return Some(rest.trim().to_string());
+            }
+            let (number, rest) = l.split_once(". ")?;
+            (!number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())).then(|| rest.trim().to_string())
+        })
+        .collect()
+}
+
+/// What the vendor reads when the session starts (CRLF: it goes to a terminal).
+pub fn banner(booking: &Booking, tz: Tz) -> String {
+    let mut out = format!(
+        "chaperone: booking {} on {} as {}, window ends {}\r\nplan: {}\r\n",
+        booking.label(),
+        booking.target,
+        booking.account,
+        crate::policy::format_time(booking.end, tz),
+        title(&booking.plan)
+    );
+    let steps = steps(&booking.plan);
+    for (i, step) in steps.iter().take(BANNER_STEPS).enumerate() {
+        out.push_str(&format!("  {}. {}\r\n", i + 1, step));
+    }
+    if steps.len() > BANNER_STEPS {
+        out.push_str(&format!("  … and {} more steps\r\n", steps.len() - BANNER_STEPS));
+    }
+    out
+}
+
+/// Checks an armored SSH signature (`-----BEGIN SSH SIGNATURE-----`) over `plan` in the
+/// plan namespace. With `allowed` keys, the signer must be one of them; returns the key.
+pub fn verify_signature(plan: &str, armored: &str, allowed: Option<&[PublicKey]>) -> Result<PublicKey, String> {
+    let sig: SshSig = armored.trim().parse().map_err(|e| format!("not an SSH signature: {e}"))?;
+    if sig.namespace() != SIGNATURE_NAMESPACE {
+        return Err(format!(
+            "the signature is for namespace {:?}; sign with: ssh-keygen -Y sign -n {SIGNATURE_NAMESPACE} -f KEY plan.md",
+            sig.namespace()
+        ));
+    }
+    let signer = PublicKey::from(sig.public_key().clone());
+    if let Some(allowed) = allowed
+        && !allowed.iter().any(|k| k.key_data() == signer.key_data())
+    {
+        return Err(format!(
+            "the signature was made with key {}, which is not registered for this party",
+            crate::keys::fingerprint(&signer)
+        ));
+    }
+    signer
+        .verify(SIGNATURE_NAMESPACE, plan.as_bytes(), &sig)
+        .map_err(|_| "the signature does not match the plan (was the plan changed after signing?)".to_string())?;
+    Ok(signer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn title_and_steps() {
+        let plan = "# Upgrade ERP to 9.2\n\nWho: Jane\n\n1. stop erp\n2. backup db\n- install 9.2\n* start erp\n10. check\nnot. a step\n";
+        assert_eq!(title(plan), "Upgrade ERP to 9.2");
+        assert_eq!(steps(plan), vec!["stop erp", "backup db", "install 9.2", "start erp", "check"]);
+        assert_eq!(title("\n  plain first line\nmore"), "plain first line");
+    }
+
+    #[test]
+    fn garbage_is_not_a_signature() {
+        assert!(verify_signature("plan", "hello", None).unwrap_err().contains("not an SSH signature"));
+    }
+}
