@@ -6,6 +6,7 @@
 
 mod common;
 
+mod bookings;
 mod cli;
 mod recording;
 mod refusals;
