@@ -156,6 +156,15 @@ pub enum BookingCommand {
     Show { id: BookingId },
     /// Write the plan's exact bytes (what signatures cover) to stdout.
     Plan { id: BookingId },
+    /// Replace the plan of a booking nobody has acknowledged yet (after that the plan is
+    /// frozen: a change means a new booking).
+    Replan {
+        id: BookingId,
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        by: String,
+    },
     /// Record a party's acknowledgement of the plan.
     Ack {
         id: BookingId,

@@ -206,10 +206,16 @@ fn plans_are_acknowledged_with_real_ssh_signatures_before_approval() {
     assert_eq!(approve.status.code(), Some(2));
     assert!(stderr(&approve).contains("needs the vendor's signed acknowledgement"), "{}", stderr(&approve));
 
+    // Until someone acknowledges it, the plan may still be corrected.
+    let corrected = write_plan(&w, "corrected.md", &PLAN.replace("Who: Jane", "Who: Jane Roe"));
+    w.bastion.ok(&["booking", "replan", "B-1", "--plan", &corrected, "--by", "alice"]);
+    let plan_now = w.bastion.ok(&["booking", "plan", "B-1"]);
+    assert!(plan_now.contains("Jane Roe"));
+
     // The vendor signs exactly the stored plan with its registered key.
     let plan = w.path("B-1-plan.md");
     std::fs::write(&plan, w.bastion.ok(&["booking", "plan", "B-1"])).unwrap();
-    assert_eq!(std::fs::read_to_string(&plan).unwrap(), PLAN);
+    assert_eq!(std::fs::read_to_string(&plan).unwrap(), PLAN.replace("Who: Jane", "Who: Jane Roe"));
     let sign = |key: &std::path::Path, file: &std::path::Path, namespace: &str| {
         let _ = std::fs::remove_file(format!("{}.sig", file.display()));
         let out =
@@ -220,7 +226,7 @@ fn plans_are_acknowledged_with_real_ssh_signatures_before_approval() {
     let ack = |sig: &str| w.bastion.run(&["booking", "ack", "B-1", "--party", "vendor", "--signature", sig]);
 
     let tampered = w.path("tampered.md");
-    std::fs::write(&tampered, PLAN.replace("install 9.2", "install 9.3")).unwrap();
+    std::fs::write(&tampered, plan_now.replace("install 9.2", "install 9.3")).unwrap();
     let out = ack(&sign(&w.vendor.key, &tampered, "chaperone-plan"));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("does not match the plan"), "{}", stderr(&out));
@@ -239,6 +245,10 @@ fn plans_are_acknowledged_with_real_ssh_signatures_before_approval() {
 
     let approve = w.bastion.run(&["booking", "approve", "B-1", "--by", "alice"]);
     assert!(stderr(&approve).contains("needs the client's acknowledgement"), "{}", stderr(&approve));
+    // Acknowledged: the plan is frozen.
+    let replan = w.bastion.run(&["booking", "replan", "B-1", "--plan", &corrected, "--by", "alice"]);
+    assert_eq!(replan.status.code(), Some(2));
+    assert!(stderr(&replan).contains("is frozen"), "{}", stderr(&replan));
     w.bastion.ok(&[
         "booking",
         "ack",

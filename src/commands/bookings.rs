@@ -99,6 +99,30 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
             use std::io::Write;
             std::io::stdout().write_all(booking(store, id)?.plan.as_bytes())?;
         }
+        BookingCommand::Replan { id, plan, by } => {
+            let b = booking(store, id)?;
+            store.active_tech(&by)?;
+            let plan = read_plan(&plan)?;
+            if b.state != BookingState::Pending {
+                return Err(UserError(format!(
+                    "booking {} is {}; its plan cannot change",
+                    b.label(),
+                    b.state.as_str()
+                ))
+                .into());
+            }
+            if !store.acks(b.id)?.is_empty() {
+                return Err(UserError(format!(
+                    "the plan of {} is frozen: it has been acknowledged; cancel it and book anew to change it",
+                    b.label()
+                ))
+                .into());
+            }
+            store.booking_replan(b.id, &plan)?;
+            let detail = format!("plan replaced: {}", crate::plan::title(&plan));
+            store.audit(now, &Event::new("booking.replan", detail).actor(&by).booking(b.id).vendor(&b.vendor))?;
+            println!("{}: plan replaced", b.label());
+        }
         BookingCommand::Ack { id, party, signature, by, note } => {
             let b = booking(store, id)?;
             if b.state == BookingState::Cancelled {

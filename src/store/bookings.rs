@@ -357,6 +357,20 @@ impl Store {
         Ok(rows)
     }
 
+    /// Replaces the plan, only while nobody has acknowledged it (checked in the same
+    /// statement, so an acknowledgement racing in cannot be overtaken).
+    pub fn booking_replan(&self, id: i64, plan: &str) -> Result<()> {
+        let changed = self.conn().execute(
+            "UPDATE bookings SET plan = ?2 WHERE id = ?1 AND state = 'pending'
+             AND NOT EXISTS (SELECT 1 FROM acknowledgements WHERE booking = ?1)",
+            params![id, plan],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Invalid(format!("the plan of B-{id} is frozen")));
+        }
+        Ok(())
+    }
+
     pub fn booking_approve(&self, id: i64, by: &str, at: DateTime<Utc>) -> Result<()> {
         self.conn().execute(
             "UPDATE bookings SET state = 'approved', approved_by = ?2, approved_at = ?3 WHERE id = ?1",

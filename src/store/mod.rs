@@ -453,6 +453,33 @@ mod tests {
     }
 
     #[test]
+    fn targets_from_before_clients_migrate_without_a_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            // A database as the first release left it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO targets (name, address, host_key, created_at) VALUES ('old', 'h:22', 'k', '2026-01-01T00:00:00Z')",
+                [],
+            )
+            .unwrap();
+            conn.execute("INSERT INTO target_accounts (target, position, account) VALUES ('old', 0, 'app')", [])
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let old = store.target("old").unwrap().unwrap();
+        assert_eq!(old.client, None);
+        assert_eq!(old.accounts, vec!["app"]);
+        assert!(old.privileged_accounts.is_empty());
+        store.client_add("globex", &["it@globex.example".into()]).unwrap();
+        store.target_set_client("old", "globex").unwrap();
+        assert_eq!(store.target("old").unwrap().unwrap().client.as_deref(), Some("globex"));
+    }
+
+    #[test]
     fn addresses() {
         for ok in ["10.0.0.5:22", "erp01.client.example:2222", "[::1]:22"] {
             assert!(check_address(ok).is_ok(), "{ok}");

@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema one version forward.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: vendors, targets, sessions.
     "CREATE TABLE vendors (
         name TEXT PRIMARY KEY,
