@@ -5,6 +5,15 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = chaperone::cli::Cli::parse();
+    if !matches!(cli.command, chaperone::cli::Command::Serve(_)) {
+        // A one-shot command piped into `head` should end quietly like other Unix tools,
+        // not panic on a closed stdout. (`serve` keeps ignoring SIGPIPE: it must outlive
+        // whoever reads its output.)
+        // SAFETY: setting a signal disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHAPERONE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn"));
     tracing_subscriber::fmt()

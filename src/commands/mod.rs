@@ -23,7 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(config, args),
         Command::Keys => {
             let keys = Keys::load_or_create(&config.keys_dir())?;
-            print_keys(&keys);
+            print_keys(&keys, &mut std::io::stdout());
             Ok(())
         }
         Command::Check => {
@@ -48,8 +48,14 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
     Store::open(&path).with_context(|| format!("cannot open store {}", path.display()))
 }
 
-fn print_keys(keys: &Keys) {
-    println!("host key: {}", keys.host_fingerprint());
-    println!("upstream key (add to each target account's authorized_keys): {}", keys.upstream_authorized_key());
-    println!("signing key: {}", keys.signing_public_key());
+/// The keys an operator needs, one per line. Write errors are ignored: `serve` must not
+/// fail because nobody reads its stdout.
+fn print_keys(keys: &Keys, out: &mut dyn std::io::Write) {
+    let _ = writeln!(out, "host key: {}", keys.host_fingerprint());
+    let _ = writeln!(
+        out,
+        "upstream key (add to each target account's authorized_keys): {}",
+        keys.upstream_authorized_key()
+    );
+    let _ = writeln!(out, "signing key: {}", keys.signing_public_key());
 }

@@ -36,10 +36,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener.local_addr()?;
 
-    println!("chaperone {} listening on {bound}", env!("CARGO_PKG_VERSION"));
-    super::print_keys(&keys);
-    println!("data: {}", config.data_dir.display());
-    println!("recordings: {}", config.recordings_dir.display());
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "chaperone {} listening on {bound}", env!("CARGO_PKG_VERSION"));
+        super::print_keys(&keys, &mut out);
+        let _ = writeln!(out, "data: {}", config.data_dir.display());
+        let _ = writeln!(out, "recordings: {}", config.recordings_dir.display());
+        let _ = out.flush();
+    }
     tracing::info!("listening on {bound}");
 
     let gate = Arc::new(Gate {
