@@ -48,6 +48,35 @@ pub enum Command {
     Booking(BookingCommand),
     /// Print the audit log, or verify its hash chain.
     Audit(AuditArgs),
+    /// Live sessions: id, vendor, target, account, booking, since, watchers, state.
+    Sessions,
+    /// Watch a live session (over ssh, with a terminal: ssh -t -p 2222 TECH@bastion watch ID).
+    Watch {
+        /// Session id (see `sessions`).
+        id: String,
+    },
+    /// End a live session, telling the vendor why (over ssh).
+    Kill {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+impl Command {
+    /// What a technician may run over ssh: supervision, bookings, recordings, audit.
+    /// Registration and the bastion's own administration stay on the bastion's shell.
+    pub fn technician_may_run(&self) -> bool {
+        matches!(
+            self,
+            Command::Sessions
+                | Command::Watch { .. }
+                | Command::Kill { .. }
+                | Command::Booking(_)
+                | Command::Recordings(_)
+                | Command::Audit(_)
+        )
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,7 +159,8 @@ pub enum BookingCommand {
         /// Time zone of --start/--end (default: policy.timezone).
         #[arg(long)]
         tz: Option<String>,
-        /// The session plan: a Markdown file (what, on which systems, who, rollback).
+        /// The session plan: a Markdown file (what, on which systems, who, rollback);
+        /// `-` reads it from standard input.
         #[arg(long)]
         plan: PathBuf,
         /// Needed to book a privileged account: why it must be one.
@@ -160,17 +190,19 @@ pub enum BookingCommand {
     /// frozen: a change means a new booking).
     Replan {
         id: BookingId,
+        /// The new plan (Markdown); `-` reads it from standard input.
         #[arg(long)]
         plan: PathBuf,
+        /// The technician (over ssh: you).
         #[arg(long)]
-        by: String,
+        by: Option<String>,
     },
     /// Record a party's acknowledgement of the plan.
     Ack {
         id: BookingId,
         #[arg(long, value_enum)]
         party: Party,
-        /// An `ssh-keygen -Y sign -n chaperone-plan` signature over the plan.
+        /// An `ssh-keygen -Y sign -n chaperone-plan` signature over the plan (`-`: stdin).
         #[arg(long)]
         signature: Option<PathBuf>,
         /// The technician recording it (provider and client acknowledgements).
@@ -183,16 +215,18 @@ pub enum BookingCommand {
     /// Approve a booking: the vendor may log in inside its window.
     Approve {
         id: BookingId,
+        /// The approving technician (over ssh: you).
         #[arg(long)]
-        by: String,
+        by: Option<String>,
     },
     /// Cancel a booking; its live sessions end at once.
     Cancel {
         id: BookingId,
         #[arg(long)]
         reason: String,
+        /// The technician (over ssh: you).
         #[arg(long)]
-        by: String,
+        by: Option<String>,
     },
     /// Print the booking as an iCalendar event.
     Ics { id: BookingId },

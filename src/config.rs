@@ -44,6 +44,9 @@ pub struct RawPolicy {
     pub lead_time_days: Option<i64>,
     pub max_window_hours: Option<i64>,
     pub require_acknowledgements: Option<bool>,
+    pub require_supervisor: Option<bool>,
+    pub supervisor_wait_minutes: Option<i64>,
+    pub supervisor_grace_minutes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +111,12 @@ pub struct PolicyConfig {
     pub max_window: chrono::Duration,
     /// Approval needs the vendor's signed and the client's acknowledgement of the plan.
     pub require_acknowledgements: bool,
+    /// A vendor's session runs only while a technician watches (SOP rule 5).
+    pub require_supervisor: bool,
+    /// How long an admitted vendor waits for a technician before giving up.
+    pub supervisor_wait: chrono::Duration,
+    /// How long a session may go on unwatched (input paused) before it ends.
+    pub supervisor_grace: chrono::Duration,
 }
 
 impl Default for PolicyConfig {
@@ -117,6 +126,9 @@ impl Default for PolicyConfig {
             lead_time: chrono::Duration::days(7),
             max_window: chrono::Duration::hours(12),
             require_acknowledgements: true,
+            require_supervisor: true,
+            supervisor_wait: chrono::Duration::minutes(15),
+            supervisor_grace: chrono::Duration::minutes(5),
         }
     }
 }
@@ -250,11 +262,22 @@ fn policy_config(raw: &RawPolicy) -> Result<PolicyConfig, String> {
     if !(1..=168).contains(&max_hours) {
         return Err(format!("policy.max_window_hours: {max_hours} is not within 1..=168"));
     }
+    let minutes = |name: &str, value: Option<i64>, default: i64| -> Result<chrono::Duration, String> {
+        let m = value.unwrap_or(default);
+        if (1..=720).contains(&m) {
+            Ok(chrono::Duration::minutes(m))
+        } else {
+            Err(format!("policy.{name}: {m} is not within 1..=720"))
+        }
+    };
     Ok(PolicyConfig {
         timezone,
         lead_time: chrono::Duration::days(lead_days),
         max_window: chrono::Duration::hours(max_hours),
         require_acknowledgements: raw.require_acknowledgements.unwrap_or(true),
+        require_supervisor: raw.require_supervisor.unwrap_or(true),
+        supervisor_wait: minutes("supervisor_wait_minutes", raw.supervisor_wait_minutes, 15)?,
+        supervisor_grace: minutes("supervisor_grace_minutes", raw.supervisor_grace_minutes, 5)?,
     })
 }
 

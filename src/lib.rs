@@ -11,8 +11,10 @@
 //! - [`cli`]: the clap command tree shared by every transport.
 //! - [`clock`]: the injected clock every rule reads (movable only in debug builds).
 //! - [`commands`]: one file per subcommand family; glue between the CLI and the library.
+//! - [`console`]: the technicians' ssh interface: commands, `watch` with its control keys.
 //! - [`config`]: raw TOML into a validated [`config::Config`] with resolved paths.
 //! - [`keys`]: the bastion's three keys (host, upstream client, signing), created on first start.
+//! - [`mirror`]: live fan-out of session output to watchers, screen snapshots (avt).
 //! - [`names`]: validation of the names people type (vendors, targets, accounts).
 //! - [`store`]: SQLite schema, migrations and queries for vendors, targets and sessions.
 //! - [`notify`]: confirmation and cancellation e-mails (outbox files or SMTP).
@@ -31,9 +33,11 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod gate;
 pub mod id;
 pub mod keys;
+pub mod mirror;
 pub mod names;
 pub mod notify;
 pub mod plan;

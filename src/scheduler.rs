@@ -17,7 +17,7 @@ use crate::audit::Event;
 use crate::gate::Gate;
 use crate::notify::{self, Kind};
 use crate::policy::format_time;
-use crate::session::Notice;
+use crate::session::{Input, Live, Notice};
 use crate::store::{Booking, BookingState, StoreError, WindowEdge};
 
 /// How often the scheduler looks. Window ends are enforced to within this.
@@ -50,28 +50,42 @@ pub async fn run(gate: Arc<Gate>) {
     }
 }
 
-/// Warns and ends running sessions as their bookings require.
+/// Warns and ends running sessions as their bookings (and supervision) require.
 fn sessions(gate: &Gate, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let running: Vec<(String, i64)> = match gate.live.lock() {
-        Ok(live) => live.iter().filter(|(_, l)| !l.ending).map(|(id, l)| (id.clone(), l.booking)).collect(),
+    let running: Vec<Arc<Live>> = match gate.live.lock() {
+        Ok(table) => table.values().filter(|l| !l.state().ending).cloned().collect(),
         Err(_) => return Ok(()),
     };
     let tz = gate.config.policy.timezone;
-    for (session, booking_id) in running {
-        let notice = match gate.store.booking(booking_id)? {
+    let grace = gate.config.policy.supervisor_grace;
+    for live in running {
+        let notice = match gate.store.booking(live.booking)? {
             None => Some(Notice::End("the booking of this session no longer exists".into())),
-            Some(b) => notice_for(&b, now, tz, |minutes| already_warned(gate, &session, minutes)),
+            Some(b) => notice_for(&b, now, tz, |minutes| already_warned(&live, minutes)),
         };
+        let unsupervised = {
+            let state = live.state();
+            state.input == Input::Unsupervised && state.unsupervised_since.is_some_and(|since| now >= since + grace)
+        };
+        let notice = notice.or_else(|| {
+            unsupervised.then(|| {
+                Notice::End(format!(
+                    "no technician watched for {} minutes; the session has been ended",
+                    grace.num_minutes()
+                ))
+            })
+        });
         if let Some(notice) = notice {
-            if let Ok(mut live) = gate.live.lock()
-                && let Some(l) = live.get_mut(&session)
-            {
-                l.ending = matches!(notice, Notice::End(_));
-                let _ = l.notices.send(notice.clone());
-            }
             if let Notice::End(reason) = &notice {
-                gate.audit(Event::new("session.ended", reason.clone()).booking(booking_id).session(&session));
+                live.update(|s| s.ending = true);
+                gate.audit(
+                    Event::new("session.ended", reason.clone())
+                        .booking(live.booking)
+                        .vendor(&live.vendor)
+                        .session(&live.id),
+                );
             }
+            live.notify(notice);
         }
     }
     Ok(())
@@ -116,13 +130,12 @@ fn notice_for(
 
 /// Records a warning of `minutes` (and every longer one) for a session; true if the
 /// warning had been given before.
-fn already_warned(gate: &Gate, session: &str, minutes: i64) -> bool {
-    let Ok(mut live) = gate.live.lock() else { return true };
-    let Some(l) = live.get_mut(session) else { return true };
-    if l.warned.contains(&minutes) {
+fn already_warned(live: &Live, minutes: i64) -> bool {
+    let mut state = live.state();
+    if state.warned.contains(&minutes) {
         return true;
     }
-    l.warned.extend(WARN_MINUTES.iter().filter(|m| **m >= minutes));
+    state.warned.extend(WARN_MINUTES.iter().filter(|m| **m >= minutes));
     false
 }
 

@@ -77,7 +77,7 @@ fn parse_mail(raw: &str) -> String {
 
 #[test]
 fn window_is_enforced_from_refusal_to_warnings_to_close_and_confirmed_by_mail() {
-    let w = World::bare("[policy]\nrequire_acknowledgements = false\n");
+    let w = World::bare("[policy]\nrequire_acknowledgements = false\nrequire_supervisor = false\n");
     w.bastion.set_clock("2026-11-20T09:00:00+01:00");
     let out = create(&w, "2026-12-03 09:00", "2026-12-03 10:00", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -197,7 +197,7 @@ fn cancelling_ends_the_live_session_at_once() {
 
 #[test]
 fn plans_are_acknowledged_with_real_ssh_signatures_before_approval() {
-    let w = World::bare("");
+    let w = World::bare("[policy]\nrequire_supervisor = false\n");
     w.bastion.set_clock("2026-11-20T09:00:00+01:00");
     assert!(create(&w, "2026-12-03 09:00", "2026-12-03 12:00", &[]).status.success());
 
@@ -286,7 +286,7 @@ fn plans_are_acknowledged_with_real_ssh_signatures_before_approval() {
 
 #[test]
 fn booking_rules_are_enforced_on_the_command_line() {
-    let w = World::bare("");
+    let w = World::bare("[policy]\nrequire_supervisor = false\n");
     // Half a minute before 09:00, so that "exactly 7 days" still holds while the test runs.
     w.bastion.set_clock("2026-11-26T08:59:30+01:00");
     let refused = |start: &str, end: &str, extra: &[&str], text: &str| {
@@ -377,7 +377,7 @@ fn confirmation_goes_through_a_real_smtp_server_with_retries() {
     let port = free_port();
     let maildir = tmp.path().join("maildir");
     let config = format!(
-        "[policy]\nrequire_acknowledgements = false\n\n[mail]\ntransport = \"smtp\"\nfrom = \"chaperone@provider.example\"\n\
+        "[policy]\nrequire_acknowledgements = false\nrequire_supervisor = false\n\n[mail]\ntransport = \"smtp\"\nfrom = \"chaperone@provider.example\"\n\
          smtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsmtp_tls = \"none\"\n"
     );
     let w = World::bare(&config);

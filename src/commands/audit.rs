@@ -1,16 +1,18 @@
 //! `audit`: print the log (filtered) or verify its hash chain.
 
+use super::Ctx;
 use crate::UserError;
 use crate::cli::{AuditArgs, AuditCommand};
-use crate::config::Config;
-use crate::store::{AuditFilter, Store};
+use crate::store::AuditFilter;
 
-pub fn run(config: &Config, store: &Store, args: AuditArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &mut Ctx<'_>, args: AuditArgs) -> anyhow::Result<()> {
+    let (config, store) = (ctx.config, ctx.store);
+    let out = &mut *ctx.out;
     let tz = config.policy.timezone;
     if let Some(AuditCommand::Verify) = args.command {
         let entries = store.audit_entries(&AuditFilter::default())?;
         crate::audit::verify(&entries).map_err(|e| anyhow::anyhow!("audit log is NOT intact: {e}"))?;
-        println!("audit log intact: {} entries, chain verified", entries.len());
+        say!(out, "audit log intact: {} entries, chain verified", entries.len());
         return Ok(());
     }
     let since = match &args.since {
@@ -29,7 +31,8 @@ pub fn run(config: &Config, store: &Store, args: AuditArgs) -> anyhow::Result<()
         if let Some(s) = &e.session {
             about.push(s.clone());
         }
-        println!(
+        say!(
+            out,
             "{:>5} {} {:<16} {:<10} [{}] {}",
             e.id,
             e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),

@@ -4,18 +4,33 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use super::Ctx;
 use crate::UserError;
 use crate::audit::Event;
 use crate::cli::{BookingCommand, BookingId, Party};
-use crate::clock::Clock;
-use crate::config::Config;
 use crate::keys::parse_public_key;
 use crate::policy::{self, BookingRequest, BookingRules, format_window};
 use crate::store::{Acknowledgement, Booking, BookingState, NewBooking, Store};
+use std::io::{Read, Write};
 
-pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -> anyhow::Result<()> {
+pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
+    let (config, store) = (ctx.config, ctx.store);
     let tz = config.policy.timezone;
-    let now = clock.now();
+    let now = ctx.clock.now();
+    let me = ctx.caller.technician().map(str::to_string);
+    // Over SSH a technician acts as themself: `--by` defaults to them and cannot name
+    // someone else.
+    let by_me = |by: Option<String>| -> anyhow::Result<Option<String>> {
+        match (&me, by) {
+            (Some(me), Some(by)) if &by != me => {
+                Err(UserError(format!("you are logged in as {me}; --by cannot name {by}")).into())
+            }
+            (Some(me), _) => Ok(Some(me.clone())),
+            (None, by) => Ok(by),
+        }
+    };
+    let out = &mut *ctx.out;
+    let stdin = &mut *ctx.stdin;
     match cmd {
         BookingCommand::Create { vendor, target, account, start, end, tz: zone, plan, privileged, emergency, by } => {
             let zone: Tz = match zone {
@@ -24,7 +39,8 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
             };
             let start = policy::parse_local(&start, zone).map_err(|e| UserError(format!("--start: {e}")))?;
             let end = policy::parse_local(&end, zone).map_err(|e| UserError(format!("--end: {e}")))?;
-            let plan = read_plan(&plan)?;
+            let plan = read_plan(&plan, stdin)?;
+            let by = by_me(by)?;
             if store.vendor(&vendor)?.is_none() {
                 return Err(UserError(format!("no vendor {vendor:?}")).into());
             }
@@ -65,7 +81,7 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
                 detail.push_str(&format!("; emergency: {reason}"));
             }
             store.audit(now, &actor(Event::new("booking.create", detail), &by).booking(id).vendor(&vendor))?;
-            println!("B-{id}");
+            say!(out, "B-{id}");
         }
         BookingCommand::List { all, vendor, target } => {
             let bookings: Vec<Booking> = store
@@ -74,7 +90,8 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
                 .filter(|b| all || (b.state != BookingState::Cancelled && b.end > now))
                 .collect();
             if bookings.is_empty() {
-                println!(
+                say!(
+                    out,
                     "no bookings{}",
                     if all { "" } else { " upcoming or active (--all shows past and cancelled)" }
                 );
@@ -82,7 +99,8 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
             for b in bookings {
                 let shown_tz: Tz = b.timezone.parse().unwrap_or(tz);
                 let active = if b.covers(now) && b.state == BookingState::Approved { " (active)" } else { "" };
-                println!(
+                say!(
+                    out,
                     "{:<6} {:<9} {:<12} {:<12} {:<10} {}{active}  {}",
                     b.label(),
                     b.state.as_str(),
@@ -94,15 +112,13 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
                 );
             }
         }
-        BookingCommand::Show { id } => show(store, &booking(store, id)?, tz)?,
-        BookingCommand::Plan { id } => {
-            use std::io::Write;
-            std::io::stdout().write_all(booking(store, id)?.plan.as_bytes())?;
-        }
+        BookingCommand::Show { id } => show(store, &booking(store, id)?, tz, out)?,
+        BookingCommand::Plan { id } => out.write_all(booking(store, id)?.plan.as_bytes())?,
         BookingCommand::Replan { id, plan, by } => {
             let b = booking(store, id)?;
+            let by = required(by_me(by)?)?;
             store.active_tech(&by)?;
-            let plan = read_plan(&plan)?;
+            let plan = read_plan(&plan, stdin)?;
             if b.state != BookingState::Pending {
                 return Err(UserError(format!(
                     "booking {} is {}; its plan cannot change",
@@ -121,7 +137,7 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
             store.booking_replan(b.id, &plan)?;
             let detail = format!("plan replaced: {}", crate::plan::title(&plan));
             store.audit(now, &Event::new("booking.replan", detail).actor(&by).booking(b.id).vendor(&b.vendor))?;
-            println!("{}: plan replaced", b.label());
+            say!(out, "{}: plan replaced", b.label());
         }
         BookingCommand::Ack { id, party, signature, by, note } => {
             let b = booking(store, id)?;
@@ -130,11 +146,12 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
             }
             let signature = match &signature {
                 Some(path) => Some(
-                    std::fs::read_to_string(path)
-                        .map_err(|e| UserError(format!("cannot read signature {}: {e}", path.display())))?,
+                    String::from_utf8(read_input(path, stdin, 64 * 1024, "signature")?)
+                        .map_err(|_| UserError("the signature is not text".into()))?,
                 ),
                 None => None,
             };
+            let by = if party == Party::Vendor { by } else { by_me(by)? };
             let ack = acknowledge(store, &b, party, signature, by, note, now)?;
             let who = ack.by.clone().unwrap_or_default();
             let mut detail = format!("{} acknowledged the plan", ack.party);
@@ -146,10 +163,11 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
             }
             store.ack_insert(&ack)?;
             store.audit(now, &Event::new("booking.ack", detail.clone()).actor(who).booking(b.id).vendor(&b.vendor))?;
-            println!("{}: {detail}", b.label());
+            say!(out, "{}: {detail}", b.label());
         }
         BookingCommand::Approve { id, by } => {
             let b = booking(store, id)?;
+            let by = required(by_me(by)?)?;
             store.active_tech(&by)?;
             let acks = store.acks(b.id)?;
             policy::check_approval(&b, &acks, config.policy.require_acknowledgements).map_err(UserError)?;
@@ -158,7 +176,8 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
                 now,
                 &Event::new("booking.approve", format!("approved by {by}")).actor(&by).booking(b.id).vendor(&b.vendor),
             )?;
-            println!(
+            say!(
+                out,
                 "{} approved: {} may log in to {} during {}",
                 b.label(),
                 b.vendor,
@@ -168,6 +187,7 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
         }
         BookingCommand::Cancel { id, reason, by } => {
             let b = booking(store, id)?;
+            let by = required(by_me(by)?)?;
             store.active_tech(&by)?;
             if b.state == BookingState::Cancelled {
                 return Err(UserError(format!("booking {} is already cancelled", b.label())).into());
@@ -178,9 +198,9 @@ pub fn run(config: &Config, store: &Store, clock: &Clock, cmd: BookingCommand) -
             store.booking_cancel(b.id, &by, &reason, now)?;
             store
                 .audit(now, &Event::new("booking.cancel", reason.clone()).actor(&by).booking(b.id).vendor(&b.vendor))?;
-            println!("{} cancelled; live sessions under it end now", b.label());
+            say!(out, "{} cancelled; live sessions under it end now", b.label());
         }
-        BookingCommand::Ics { id } => print!("{}", crate::calendar::booking_ics(&booking(store, id)?, now)),
+        BookingCommand::Ics { id } => say_raw!(out, "{}", crate::calendar::booking_ics(&booking(store, id)?, now)),
     }
     Ok(())
 }
@@ -196,16 +216,32 @@ fn booking(store: &Store, id: BookingId) -> anyhow::Result<Booking> {
     Ok(store.booking_required(id.0)?)
 }
 
-/// Reads a plan file: UTF-8, at most the plan limit.
-fn read_plan(path: &std::path::Path) -> anyhow::Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| UserError(format!("cannot read plan {}: {e}", path.display())))?;
+fn required(by: Option<String>) -> anyhow::Result<String> {
+    by.ok_or_else(|| UserError("--by TECH is required".into()).into())
+}
+
+/// Reads a file, or standard input for `-`, refusing more than `limit` bytes.
+fn read_input(
+    path: &std::path::Path,
+    stdin: &mut dyn std::io::Read,
+    limit: usize,
+    what: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let result = if path == std::path::Path::new("-") {
+        stdin.take(limit as u64 + 1).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+    };
+    result.map_err(|e| UserError(format!("cannot read {what} {}: {e}", path.display())))?;
+    Ok(bytes)
+}
+
+/// Reads a plan (a file, or stdin for `-`): UTF-8, at most the plan limit.
+fn read_plan(path: &std::path::Path, stdin: &mut dyn std::io::Read) -> anyhow::Result<String> {
+    let bytes = read_input(path, stdin, policy::MAX_PLAN_BYTES, "plan")?;
     if bytes.len() > policy::MAX_PLAN_BYTES {
-        return Err(UserError(format!(
-            "the plan is {} bytes; at most {} are allowed",
-            bytes.len(),
-            policy::MAX_PLAN_BYTES
-        ))
-        .into());
+        return Err(UserError(format!("the plan is larger than {} bytes", policy::MAX_PLAN_BYTES)).into());
     }
     let text =
         String::from_utf8(bytes).map_err(|_| UserError(format!("the plan {} is not valid UTF-8", path.display())))?;
@@ -275,53 +311,58 @@ fn acknowledge(
     })
 }
 
-fn show(store: &Store, b: &Booking, default_tz: Tz) -> anyhow::Result<()> {
+fn show(store: &Store, b: &Booking, default_tz: Tz, out: &mut dyn Write) -> anyhow::Result<()> {
     let tz: Tz = b.timezone.parse().unwrap_or(default_tz);
     let time = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string();
-    println!("booking:    {}", b.label());
-    println!("state:      {}", b.state.as_str());
-    println!("vendor:     {}", b.vendor);
-    println!("target:     {}", b.target);
-    println!("account:    {}", b.account);
-    println!("window:     {}", format_window(b.start, b.end, tz));
+    say!(out, "booking:    {}", b.label());
+    say!(out, "state:      {}", b.state.as_str());
+    say!(out, "vendor:     {}", b.vendor);
+    say!(out, "target:     {}", b.target);
+    say!(out, "account:    {}", b.account);
+    say!(out, "window:     {}", format_window(b.start, b.end, tz));
     if let Some(reason) = &b.privileged {
-        println!("privileged: {reason}");
+        say!(out, "privileged: {reason}");
     }
     if let Some(reason) = &b.emergency {
-        println!("EMERGENCY:  {reason} (booked without the lead time)");
+        say!(out, "EMERGENCY:  {reason} (booked without the lead time)");
     }
-    println!("created:    {} by {}", time(b.created_at), b.created_by.as_deref().unwrap_or("-"));
+    say!(out, "created:    {} by {}", time(b.created_at), b.created_by.as_deref().unwrap_or("-"));
     if let (Some(by), Some(at)) = (&b.approved_by, b.approved_at) {
-        println!("approved:   {} by {by}", time(at));
+        say!(out, "approved:   {} by {by}", time(at));
     }
     if let (Some(by), Some(at)) = (&b.cancelled_by, b.cancelled_at) {
-        println!("cancelled:  {} by {by}: {}", time(at), b.cancel_reason.as_deref().unwrap_or(""));
+        say!(out, "cancelled:  {} by {by}: {}", time(at), b.cancel_reason.as_deref().unwrap_or(""));
     }
     let acks = store.acks(b.id)?;
     if acks.is_empty() {
-        println!("acknowledgements: none yet");
+        say!(out, "acknowledgements: none yet");
     }
     for a in acks {
         let signed = a.key_fingerprint.as_ref().map(|fp| format!(", signed {fp}")).unwrap_or_default();
         let note = a.note.as_ref().map(|n| format!(": {n}")).unwrap_or_default();
-        println!("ack:        {} by {} at {}{signed}{note}", a.party, a.by.as_deref().unwrap_or("-"), time(a.at));
+        say!(out, "ack:        {} by {} at {}{signed}{note}", a.party, a.by.as_deref().unwrap_or("-"), time(a.at));
     }
     for m in store.mails(b.id)? {
-        println!(
+        say!(
+            out,
             "mail:       {} {} to {} ({}, {} attempt(s))",
-            m.kind, m.message_id, m.recipients, m.state, m.attempts
+            m.kind,
+            m.message_id,
+            m.recipients,
+            m.state,
+            m.attempts
         );
     }
-    println!("--- plan ---");
+    say!(out, "--- plan ---");
     if let Some(reason) = &b.emergency {
-        println!("[EMERGENCY booking: {reason}]");
+        say!(out, "[EMERGENCY booking: {reason}]");
     }
     if let Some(reason) = &b.privileged {
-        println!("[PRIVILEGED account {}: {reason}]", b.account);
+        say!(out, "[PRIVILEGED account {}: {reason}]", b.account);
     }
-    print!("{}", b.plan);
+    say_raw!(out, "{}", b.plan);
     if !b.plan.ends_with('\n') {
-        println!();
+        say!(out, "");
     }
     Ok(())
 }

@@ -1,45 +1,134 @@
 //! Command glue: each subcommand family in its own file, turning CLI arguments into
-//! library calls and printing the results.
+//! library calls and writing the results. The same commands run locally and, for
+//! technicians, over ssh inside `serve` (see `console`): they write to `Ctx::out`, never
+//! to the process's stdout directly.
+
+/// `println!` into a command's output; write errors (a reader gone) are ignored.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+/// `print!` into a command's output.
+macro_rules! say_raw {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = write!($out, $($arg)*);
+    }};
+}
 
 mod audit;
 mod bookings;
+mod live;
 mod people;
 mod recordings;
 mod serve;
 
+use std::io::{Read, Write};
+
 use anyhow::Context;
 
 use crate::cli::{Cli, Command};
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::gate::Gate;
 use crate::keys::Keys;
 use crate::store::Store;
+
+/// Who runs a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Someone with a shell on the bastion (an operator).
+    Local,
+    /// A technician logged in over ssh.
+    Technician(String),
+}
+
+impl Caller {
+    pub fn technician(&self) -> Option<&str> {
+        match self {
+            Caller::Technician(name) => Some(name),
+            Caller::Local => None,
+        }
+    }
+}
+
+/// What a command runs with.
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    pub store: &'a Store,
+    pub clock: &'a Clock,
+    pub caller: Caller,
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    /// For `--plan -` and `--signature -`.
+    pub stdin: &'a mut dyn Read,
+    /// The running bastion, when the command runs inside `serve` (over ssh).
+    pub gate: Option<&'a Gate>,
+}
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::load_default()?,
     };
+    let mut stdout = std::io::stdout();
     match cli.command {
         Command::Serve(args) => serve::run(config, args),
         Command::Keys => {
             let keys = Keys::load_or_create(&config.keys_dir())?;
-            print_keys(&keys, &mut std::io::stdout());
+            print_keys(&keys, &mut stdout);
             Ok(())
         }
         Command::Check => {
-            println!("config {} is valid", config.source.display());
-            println!("listen: {}", config.listen);
-            println!("data: {}", config.data_dir.display());
-            println!("recordings: {}", config.recordings_dir.display());
+            say!(stdout, "config {} is valid", config.source.display());
+            say!(stdout, "listen: {}", config.listen);
+            say!(stdout, "data: {}", config.data_dir.display());
+            say!(stdout, "recordings: {}", config.recordings_dir.display());
             Ok(())
         }
-        Command::Vendor(cmd) => people::vendor(&open_store(&config)?, cmd),
-        Command::Target(cmd) => people::target(&open_store(&config)?, cmd),
-        Command::Recordings(cmd) => recordings::run(&config, &open_store(&config)?, cmd),
-        Command::Client(cmd) => people::client(&open_store(&config)?, cmd),
-        Command::Tech(cmd) => people::tech(&open_store(&config)?, cmd),
-        Command::Booking(cmd) => bookings::run(&config, &open_store(&config)?, &crate::clock::Clock::from_env(), cmd),
-        Command::Audit(args) => audit::run(&config, &open_store(&config)?, args),
+        command => {
+            let store = open_store(&config)?;
+            let clock = Clock::from_env();
+            let mut ctx = Ctx {
+                config: &config,
+                store: &store,
+                clock: &clock,
+                caller: Caller::Local,
+                out: &mut stdout,
+                err: &mut std::io::stderr(),
+                stdin: &mut std::io::stdin(),
+                gate: None,
+            };
+            dispatch(&mut ctx, command)
+        }
+    }
+}
+
+/// Runs a command that works on the store (locally or over ssh).
+pub fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> anyhow::Result<()> {
+    if ctx.caller.technician().is_some() && !command.technician_may_run() {
+        return Err(
+            crate::UserError("technicians may run: sessions, watch, kill, booking, recordings, audit".into()).into()
+        );
+    }
+    match command {
+        Command::Vendor(cmd) => people::vendor(ctx, cmd),
+        Command::Target(cmd) => people::target(ctx, cmd),
+        Command::Client(cmd) => people::client(ctx, cmd),
+        Command::Tech(cmd) => people::tech(ctx, cmd),
+        Command::Recordings(cmd) => recordings::run(ctx, cmd),
+        Command::Booking(cmd) => bookings::run(ctx, cmd),
+        Command::Audit(args) => audit::run(ctx, args),
+        Command::Sessions => live::sessions(ctx),
+        Command::Kill { id, reason } => live::kill(ctx, &id, &reason),
+        Command::Watch { .. } => {
+            Err(crate::UserError("watch works over ssh, with a terminal: ssh -t -p 2222 TECH@bastion watch ID".into())
+                .into())
+        }
+        Command::Serve(_) | Command::Keys | Command::Check => {
+            Err(crate::UserError("this command runs only on the bastion's own shell".into()).into())
+        }
     }
 }
 
@@ -50,12 +139,8 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 /// The keys an operator needs, one per line. Write errors are ignored: `serve` must not
 /// fail because nobody reads its stdout.
-fn print_keys(keys: &Keys, out: &mut dyn std::io::Write) {
-    let _ = writeln!(out, "host key: {}", keys.host_fingerprint());
-    let _ = writeln!(
-        out,
-        "upstream key (add to each target account's authorized_keys): {}",
-        keys.upstream_authorized_key()
-    );
-    let _ = writeln!(out, "signing key: {}", keys.signing_public_key());
+fn print_keys(keys: &Keys, out: &mut dyn Write) {
+    say!(out, "host key: {}", keys.host_fingerprint());
+    say!(out, "upstream key (add to each target account's authorized_keys): {}", keys.upstream_authorized_key());
+    say!(out, "signing key: {}", keys.signing_public_key());
 }

@@ -3,23 +3,29 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::Ctx;
 use crate::UserError;
 use crate::cli::RecordingsCommand;
 use crate::config::Config;
 use crate::recording::{self, export, reader::CastReader};
 use crate::store::Store;
 
-pub fn run(config: &Config, store: &Store, cmd: RecordingsCommand) -> anyhow::Result<()> {
+pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
+    let (config, store) = (ctx.config, ctx.store);
+    let over_ssh = ctx.caller.technician().is_some();
+    let out = &mut *ctx.out;
+    let err = &mut *ctx.err;
     match cmd {
         RecordingsCommand::List => {
             let sessions = store.session_list()?;
             if sessions.is_empty() {
-                println!("no recorded sessions");
+                say!(out, "no recorded sessions");
             }
             for s in sessions {
                 let end = s.ended_at.map(|e| e.format("%H:%M:%S").to_string()).unwrap_or_else(|| "-".into());
                 let exit = s.exit_status.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
-                println!(
+                say!(
+                    out,
                     "{}  {}  {:>8}  {:<7} {}@{} as {}  exit {}  in {} B  out {} B",
                     s.id,
                     s.started_at.format("%Y-%m-%d %H:%M:%S"),
@@ -37,12 +43,11 @@ pub fn run(config: &Config, store: &Store, cmd: RecordingsCommand) -> anyhow::Re
         RecordingsCommand::Cat { id, channel } => {
             let folder = find_folder(config, store, &id)?;
             let files = select(&folder, channel)?;
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut out = std::io::BufWriter::new(out);
             for path in files {
                 let mut reader = CastReader::open(&path)?;
                 export::write_output(&mut reader, &mut out)?;
-                warn_if_truncated(&reader);
+                warn_if_truncated(&reader, err);
             }
             out.flush()?;
         }
@@ -51,27 +56,29 @@ pub fn run(config: &Config, store: &Store, cmd: RecordingsCommand) -> anyhow::Re
             let [path] = select(&folder, Some(channel))?.try_into().map_err(|_| UserError("no such channel".into()))?;
             let mut reader = CastReader::open(&path)?;
             if output == Path::new("-") {
-                let stdout = std::io::stdout();
-                let mut out = std::io::BufWriter::new(stdout.lock());
+                let mut out = std::io::BufWriter::new(out);
                 export::write_asciicast(&mut reader, format, &mut out)?;
                 out.flush()?;
+            } else if over_ssh {
+                return Err(UserError("over ssh, export to standard output: -o - > FILE".into()).into());
             } else {
                 let file = std::fs::File::create(&output)
                     .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", output.display()))?;
                 let mut out = std::io::BufWriter::new(file);
                 export::write_asciicast(&mut reader, format, &mut out)?;
                 out.flush()?;
-                eprintln!("wrote {}", output.display());
+                let _ = writeln!(err, "wrote {}", output.display());
             }
-            warn_if_truncated(&reader);
+            warn_if_truncated(&reader, err);
         }
     }
     Ok(())
 }
 
-fn warn_if_truncated(reader: &CastReader) {
+fn warn_if_truncated(reader: &CastReader, err: &mut dyn Write) {
     if reader.truncated {
-        eprintln!(
+        let _ = writeln!(
+            err,
             "chaperone: note: {} ends early (the session was cut short); everything up to the last complete event was read",
             reader.path().display()
         );

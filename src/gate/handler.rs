@@ -22,6 +22,15 @@ pub enum GateEvent {
     Channel(Channel<Msg>),
 }
 
+/// Who logged in.
+#[derive(Debug, Clone)]
+enum Login {
+    /// A vendor, to be admitted (or not) to a target.
+    Vendor(LoginName),
+    /// A technician, for the console; never reaches a target.
+    Technician(String),
+}
+
 /// Channels opened but not yet taken up by the session task. Small: a client opens a
 /// handful; when full, the connection waits (backpressure), nothing is lost.
 const EVENT_QUEUE: usize = 16;
@@ -30,7 +39,7 @@ pub struct GateHandler {
     gate: Arc<Gate>,
     peer: SocketAddr,
     /// The login whose key was verified.
-    login: Option<LoginName>,
+    login: Option<Login>,
     /// An authentication refusal was audited already (clients offer several keys).
     refusal_audited: bool,
     events: Option<mpsc::Sender<GateEvent>>,
@@ -41,18 +50,23 @@ impl GateHandler {
         GateHandler { gate, peer, login: None, refusal_audited: false, events: None }
     }
 
-    /// True when `user` names a registered vendor and `key` is one of its keys. Disabled
-    /// vendors pass here (they proved who they are) and are refused with a message after.
-    fn key_matches(&self, user: &str, key: &PublicKey) -> Option<LoginName> {
+    /// Who `user` with `key` is: an enabled technician (the bare name), or a registered
+    /// vendor. Disabled vendors pass here (they proved who they are) and are refused with a
+    /// message after. A store error refuses: fail closed.
+    fn key_matches(&self, user: &str, key: &PublicKey) -> Option<Login> {
         let login = LoginName::parse(user)?;
-        match self.gate.store.vendor_has_key(&login.vendor, key) {
-            Ok(true) => Some(login),
-            Ok(false) => None,
-            Err(err) => {
-                tracing::error!(peer = %self.peer, "store unreadable during login, refusing: {err}");
-                None
-            }
-        }
+        let store = &self.gate.store;
+        let found = if login.target.is_none() && store.tech_has_key(&login.vendor, key).ok()? {
+            Some(Login::Technician(login.vendor))
+        } else {
+            store.vendor_has_key(&login.vendor, key).map(|ok| ok.then_some(Login::Vendor(login))).unwrap_or_else(
+                |err| {
+                    tracing::error!(peer = %self.peer, "store unreadable during login, refusing: {err}");
+                    None
+                },
+            )
+        };
+        found
     }
 
     fn audit_refusal(&mut self, user: &str, key: &PublicKey) {
@@ -75,7 +89,7 @@ impl GateHandler {
     }
 
     async fn refuse_forwarding(&self, kind: &str, reply: ChannelOpenHandle) {
-        tracing::info!(peer = %self.peer, vendor = ?self.login.as_ref().map(|l| &l.vendor), "refused {kind}");
+        tracing::info!(peer = %self.peer, login = ?self.login, "refused {kind}");
         reply
             .reject(ChannelOpenFailure::Other {
                 code: 1, // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED
@@ -120,7 +134,10 @@ impl russh::server::Handler for GateHandler {
         let gate = self.gate.clone();
         let handle = session.handle();
         let peer = self.peer;
-        self.gate.tracker.spawn(crate::session::run(gate, handle, login, peer, rx));
+        match login {
+            Login::Vendor(login) => self.gate.tracker.spawn(crate::session::run(gate, handle, login, peer, rx)),
+            Login::Technician(tech) => self.gate.tracker.spawn(crate::console::run(gate, handle, tech, peer, rx)),
+        };
         Ok(())
     }
 

@@ -93,8 +93,13 @@ impl SessionMeta {
 
     /// Records the end; failures are logged, since the session is over either way.
     pub fn finish(&self, gate: &Gate, summaries: &[Summary]) {
-        let ended = Utc::now();
         let state = if summaries.iter().any(|s| s.error.is_some()) { "failed" } else { "ended" };
+        self.finish_as(gate, summaries, state);
+    }
+
+    /// Records the end in a given state (`refused`: admitted, but never started).
+    pub fn finish_as(&self, gate: &Gate, summaries: &[Summary], state: &str) {
+        let ended = Utc::now();
         if let Err(err) = self.write_json(Some(ended), state, summaries) {
             tracing::error!(session = %self.id, "{err}");
         }

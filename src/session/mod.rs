@@ -3,20 +3,26 @@
 //! gate's handler only feeds it channels, and the scheduler only sends it notices
 //! (warnings before the window's end, the end itself).
 //!
-//! - `relay`: one channel, both directions, recorded.
+//! - `live`: the running session as the scheduler and watchers see it.
+//! - `relay`: one channel, both directions, recorded and mirrored.
 //! - `refusal`: showing a refused vendor why, then closing.
 //! - `meta`: `session.json` and the store row.
+//! - `supervision`: waiting for a technician, and what joining and leaving do.
 
+mod live;
 mod meta;
 mod refusal;
 mod relay;
+mod supervision;
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use russh::server::Handle;
+use bytes::Bytes;
+use russh::Channel;
+use russh::server::{Handle, Msg};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 
@@ -27,39 +33,21 @@ use crate::policy::{self, Admission, Refusal};
 use crate::recording::{self, Recorder, Summary};
 use crate::upstream::Upstream;
 
+pub use live::{Input, Live, LiveSessions, Notice, Supervision};
 pub use meta::SessionMeta;
+pub use supervision::{Watching, kill};
 
 /// How long channel relays get to finish their recordings once the vendor has gone or
 /// the session was ended.
 const FINISH_GRACE: Duration = Duration::from_secs(10);
 
-/// Notices a session's relays act on. A handful per session at most (three warnings, one
-/// end), so a small broadcast buffer never lags.
-const NOTICE_QUEUE: usize = 16;
+/// Notices a session's relays act on: warnings, a technician's controls and notes, the
+/// end. People make them, so a modest buffer never lags.
+const NOTICE_QUEUE: usize = 64;
 
-/// What the scheduler (or shutdown) tells a running session.
-#[derive(Debug, Clone)]
-pub enum Notice {
-    /// Shown to the vendor and recorded as a marker; the session goes on.
-    Warn(String),
-    /// Shown, recorded, and the session is closed.
-    End(String),
-}
-
-/// A running session as the scheduler sees it.
-#[derive(Debug)]
-pub struct Live {
-    pub booking: i64,
-    pub vendor: String,
-    pub notices: broadcast::Sender<Notice>,
-    /// Minutes-before-end warnings already given.
-    pub warned: Vec<i64>,
-    /// The end has been announced; the session is closing.
-    pub ending: bool,
-}
-
-/// Running sessions by id.
-pub type LiveSessions = Mutex<HashMap<String, Live>>;
+/// A technician's keystrokes on their way to the target; when full, the technician's
+/// typing waits (never the vendor's session).
+const TAKEOVER_QUEUE: usize = 64;
 
 /// Runs one authenticated vendor connection to its end.
 pub async fn run(
@@ -67,7 +55,7 @@ pub async fn run(
     handle: Handle,
     login: LoginName,
     peer: SocketAddr,
-    events: mpsc::Receiver<GateEvent>,
+    mut events: mpsc::Receiver<GateEvent>,
 ) {
     let refuse = |reason: String| {
         tracing::info!(%peer, vendor = %login.vendor, target = ?login.target, "login refused: {reason}");
@@ -81,41 +69,19 @@ pub async fn run(
             return;
         }
     };
-    let target = &admission.target;
-    let connecting = Upstream::connect(
-        target,
-        &admission.account,
-        gate.keys.upstream.expose(),
-        gate.config.upstream_connect_timeout,
-    );
-    let upstream = tokio::select! {
-        upstream = connecting => upstream,
-        _ = gate.shutdown.cancelled() => Err(crate::upstream::UpstreamError::Protocol {
-            target: target.name.clone(),
-            message: "the bastion is shutting down".into(),
-        }),
-    };
-    let upstream = match upstream {
-        Ok(upstream) => upstream,
-        Err(err) => {
-            refusal::show(handle, events, refuse(Refusal::Upstream(err.to_string()).to_string())).await;
-            return;
-        }
-    };
     let meta = match SessionMeta::begin(&gate, &login.vendor, &admission, peer) {
         Ok(meta) => meta,
         Err(err) => {
             let reason = refuse(format!("the session cannot be recorded, so it cannot start: {err}"));
             refusal::show(handle, events, reason).await;
-            upstream.disconnect().await;
             return;
         }
     };
     let booking = &admission.booking;
-    tracing::info!(session = %meta.id, %peer, vendor = %login.vendor, target = %target.name, account = %admission.account, booking = %booking.label(), "session started");
+    let target = &admission.target;
     gate.audit(
         AuditEvent::new(
-            "session.start",
+            "login.admit",
             format!(
                 "{} from {peer} on {} as {} under {}",
                 login.vendor,
@@ -128,23 +94,79 @@ pub async fn run(
         .booking(booking.id)
         .session(&meta.id),
     );
+    let policy = &gate.config.policy;
     let (notices, _) = broadcast::channel(NOTICE_QUEUE);
-    if let Ok(mut live) = gate.live.lock() {
-        let entry = Live {
-            booking: booking.id,
-            vendor: login.vendor.clone(),
-            notices: notices.clone(),
-            warned: Vec::new(),
-            ending: false,
+    let (takeover, takeover_rx) = mpsc::channel(TAKEOVER_QUEUE);
+    let initial = if policy.require_supervisor { Input::Unsupervised } else { Input::Open };
+    let live = Arc::new(Live::new(
+        meta.id.clone(),
+        login.vendor.clone(),
+        target.name.clone(),
+        admission.account.clone(),
+        booking,
+        meta.started,
+        notices.clone(),
+        takeover,
+        initial,
+    ));
+    if let Ok(mut table) = gate.live.lock() {
+        table.insert(meta.id.clone(), live.clone());
+    }
+
+    let ended = async {
+        let mut pending = VecDeque::new();
+        if policy.require_supervisor {
+            supervision::wait_for_technician(&gate, &live, &mut events, &mut pending).await?;
+        }
+        let connecting = Upstream::connect(
+            target,
+            &admission.account,
+            gate.keys.upstream.expose(),
+            gate.config.upstream_connect_timeout,
+        );
+        let upstream = tokio::select! {
+            upstream = connecting => upstream.map_err(|e| Refusal::Upstream(e.to_string()).to_string())?,
+            _ = gate.shutdown.cancelled() => return Err("the bastion is shutting down".to_string()),
         };
-        live.insert(meta.id.clone(), entry);
+        tracing::info!(session = %meta.id, %peer, vendor = %login.vendor, target = %target.name, account = %admission.account, booking = %booking.label(), "session started");
+        gate.audit(
+            AuditEvent::new("session.start", format!("upstream {} as {}", target.address, admission.account))
+                .vendor(&login.vendor)
+                .booking(booking.id)
+                .session(&meta.id),
+        );
+        let banner = crate::plan::banner(booking, policy.timezone);
+        let channels = Channels { gate: &gate, handle: &handle, upstream: &upstream, meta: &meta, live: &live, banner };
+        let summaries = channels.relay(pending, events, takeover_rx).await;
+        upstream.disconnect().await;
+        Ok(summaries)
+    };
+    let ended = ended.await;
+    // Watchers see the end, whatever caused it.
+    live.update(|s| s.ending = true);
+    let summaries = match ended {
+        Ok(summaries) => summaries,
+        Err(reason) => {
+            // Never connected upstream: tell the vendor why on whatever channel is open.
+            tracing::info!(session = %meta.id, "session not started: {reason}");
+            gate.audit(
+                AuditEvent::new("session.refused", reason.clone())
+                    .vendor(&login.vendor)
+                    .booking(booking.id)
+                    .session(&meta.id),
+            );
+            if let Ok(mut table) = gate.live.lock() {
+                table.remove(&meta.id);
+            }
+            meta.finish_as(&gate, &[], "refused");
+            // The pending channels were dropped with the future; the disconnect carries it.
+            let _ = handle.disconnect(russh::Disconnect::ByApplication, reason, "en".into()).await;
+            return;
+        }
+    };
+    if let Ok(mut table) = gate.live.lock() {
+        table.remove(&meta.id);
     }
-    let banner = crate::plan::banner(booking, gate.config.policy.timezone);
-    let summaries = relay_channels(&gate, &handle, &upstream, &meta, &notices, banner, events).await;
-    if let Ok(mut live) = gate.live.lock() {
-        live.remove(&meta.id);
-    }
-    upstream.disconnect().await;
     let _ = handle.disconnect(russh::Disconnect::ByApplication, "session ended".into(), "en".into()).await;
     meta.finish(&gate, &summaries);
     let exit = summaries.first().and_then(|s| s.exit_status).map(|s| s.to_string()).unwrap_or_else(|| "-".into());
@@ -170,75 +192,96 @@ fn decide(gate: &Gate, login: &LoginName) -> Result<Admission, Refusal> {
     policy::admit(&vendor, &targets, &bookings, login, gate.clock.now(), gate.config.policy.timezone)
 }
 
-/// Relays every channel the vendor opens until the vendor disconnects or the session is
-/// ended, and returns each channel's recording summary in channel order.
-async fn relay_channels(
-    gate: &Gate,
-    handle: &Handle,
-    upstream: &Upstream,
-    meta: &SessionMeta,
-    notices: &broadcast::Sender<Notice>,
+/// What every channel relay of a session shares.
+struct Channels<'a> {
+    gate: &'a Gate,
+    handle: &'a Handle,
+    upstream: &'a Upstream,
+    meta: &'a SessionMeta,
+    live: &'a Arc<Live>,
     banner: String,
-    mut events: mpsc::Receiver<GateEvent>,
-) -> Vec<Summary> {
-    let mut ended = notices.subscribe();
-    let mut relays = JoinSet::new();
-    let mut writers = Vec::new();
-    let mut channels = 0usize;
-    loop {
-        let event = tokio::select! {
-            event = events.recv() => event,
-            _ = gate.shutdown.cancelled() => {
-                let _ = notices.send(Notice::End("the bastion is shutting down; the session has been ended".into()));
-                break;
-            }
-            notice = ended.recv() => match notice {
-                Ok(Notice::End(_)) => break,
-                _ => continue,
-            },
-            // A relay ending on its own (e.g. a failed recording) keeps the others going.
-            Some(_) = relays.join_next(), if !relays.is_empty() => continue,
-        };
-        let Some(GateEvent::Channel(channel)) = event else { break };
-        let path = recording::cast_path(&meta.folder, channels + 1);
-        let title = format!("{}@{} ({})", meta.vendor, meta.target, meta.account);
-        let (recorder, writer) = match Recorder::create(&path, title, meta.started, gate.config.recording) {
-            Ok(pair) => pair,
-            Err(err) => {
-                tracing::error!(session = %meta.id, "{err}");
-                refusal::on_channel(channel, format!("the session cannot be recorded: {err}")).await;
-                continue;
-            }
-        };
-        channels += 1;
-        writers.push(writer);
-        let upstream_channel = match upstream.open_session().await {
-            Ok(c) => c,
-            Err(err) => {
-                tracing::warn!(session = %meta.id, "{err}");
-                refusal::on_channel(channel, err.to_string()).await;
-                continue;
-            }
-        };
-        let relay = relay::ChannelRelay {
-            vendor: channel,
-            upstream: upstream_channel,
-            server: handle.clone(),
-            recorder,
-            notices: notices.subscribe(),
-            banner: banner.clone(),
-        };
-        relays.spawn(relay.run());
+}
+
+impl Channels<'_> {
+    /// Relays every channel the vendor opens (starting with `pending`) until the vendor
+    /// disconnects or the session is ended; returns each channel's recording summary in
+    /// channel order. The first channel also carries a technician's keystrokes.
+    async fn relay(
+        &self,
+        mut pending: VecDeque<Channel<Msg>>,
+        mut events: mpsc::Receiver<GateEvent>,
+        takeover: mpsc::Receiver<Bytes>,
+    ) -> Vec<Summary> {
+        let (gate, meta) = (self.gate, self.meta);
+        let mut takeover = Some(takeover);
+        let mut ended = self.live.notices.subscribe();
+        let mut relays = JoinSet::new();
+        let mut writers = Vec::new();
+        let mut channels = 0usize;
+        loop {
+            let channel = match pending.pop_front() {
+                Some(channel) => channel,
+                None => {
+                    let event = tokio::select! {
+                        event = events.recv() => event,
+                        _ = gate.shutdown.cancelled() => {
+                            self.live.notify(Notice::End("the bastion is shutting down; the session has been ended".into()));
+                            break;
+                        }
+                        notice = ended.recv() => match notice {
+                            Ok(Notice::End(_)) => break,
+                            _ => continue,
+                        },
+                        // A relay ending on its own (e.g. a failed recording) keeps the others going.
+                        Some(_) = relays.join_next(), if !relays.is_empty() => continue,
+                    };
+                    let Some(GateEvent::Channel(channel)) = event else { break };
+                    channel
+                }
+            };
+            let path = recording::cast_path(&meta.folder, channels + 1);
+            let title = format!("{}@{} ({})", meta.vendor, meta.target, meta.account);
+            let (recorder, writer) = match Recorder::create(&path, title, meta.started, gate.config.recording) {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::error!(session = %meta.id, "{err}");
+                    refusal::on_channel(channel, format!("the session cannot be recorded: {err}")).await;
+                    continue;
+                }
+            };
+            channels += 1;
+            writers.push(writer);
+            let upstream_channel = match self.upstream.open_session().await {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::warn!(session = %meta.id, "{err}");
+                    refusal::on_channel(channel, err.to_string()).await;
+                    continue;
+                }
+            };
+            let relay = relay::ChannelRelay {
+                vendor: channel,
+                upstream: upstream_channel,
+                server: self.handle.clone(),
+                recorder,
+                notices: self.live.notices.subscribe(),
+                banner: self.banner.clone(),
+                live: self.live.clone(),
+                takeover: takeover.take(),
+            };
+            relays.spawn(relay.run());
+        }
+        // The vendor is gone or the session was ended: relays finish (telling the vendor
+        // why), then the writers close their recordings.
+        if tokio::time::timeout(FINISH_GRACE, async { while relays.join_next().await.is_some() {} }).await.is_err() {
+            tracing::warn!(session = %meta.id, "channel relays did not finish in time; closing recordings");
+            relays.abort_all();
+        }
+        let mut summaries = Vec::new();
+        for writer in writers {
+            summaries
+                .push(writer.await.unwrap_or_else(|e| Summary { error: Some(e.to_string()), ..Summary::default() }));
+        }
+        summaries
     }
-    // The vendor is gone or the session was ended: relays finish (telling the vendor
-    // why), then the writers close their recordings.
-    if tokio::time::timeout(FINISH_GRACE, async { while relays.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!(session = %meta.id, "channel relays did not finish in time; closing recordings");
-        relays.abort_all();
-    }
-    let mut summaries = Vec::new();
-    for writer in writers {
-        summaries.push(writer.await.unwrap_or_else(|e| Summary { error: Some(e.to_string()), ..Summary::default() }));
-    }
-    summaries
 }

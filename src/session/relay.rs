@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
-use super::Notice;
+use super::{Input, Live, Notice};
 use crate::policy::{env_allowed, is_file_transfer};
 use crate::recording::{Event, Recorder, Term};
+use bytes::Bytes;
 
 pub struct ChannelRelay {
     pub vendor: Channel<ServerMsg>,
@@ -26,6 +27,11 @@ pub struct ChannelRelay {
     pub notices: broadcast::Receiver<Notice>,
     /// Shown on the vendor's terminal (stderr) when a shell starts.
     pub banner: String,
+    /// The session as watchers see it: output goes to its mirror; its input state gates
+    /// the vendor's keystrokes.
+    pub live: Arc<Live>,
+    /// A technician's keystrokes (the session's first channel only).
+    pub takeover: Option<mpsc::Receiver<Bytes>>,
 }
 
 /// Why a relay ended, which decides how the two sides are closed.
@@ -45,14 +51,14 @@ enum End {
 
 impl ChannelRelay {
     pub async fn run(self) {
-        let ChannelRelay { vendor, upstream, server, recorder, mut notices, banner } = self;
+        let ChannelRelay { vendor, upstream, server, recorder, mut notices, banner, live, takeover } = self;
         let vendor_id = vendor.id();
         let (vendor_rx, vendor_tx) = vendor.split();
         let (upstream_rx, upstream_tx) = upstream.split();
 
         let end = tokio::select! {
-            end = to_target(vendor_rx, &upstream_tx, &vendor_tx, &recorder, &banner) => end,
-            end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder) => end,
+            end = to_target(vendor_rx, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live }, takeover) => end,
+            end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder, &live) => end,
             end = follow_notices(&mut notices, &vendor_tx, &recorder) => end,
             _ = recorder.failed() => End::RecordingFailed,
         };
@@ -94,6 +100,9 @@ async fn follow_notices(
     loop {
         match notices.recv().await {
             Ok(Notice::Warn(text)) => tell_vendor(vendor, recorder, &text).await,
+            Ok(Notice::Mark(text)) => {
+                let _ = recorder.record(Event::Marker(text)).await;
+            }
             Ok(Notice::End(reason)) => return End::Ended(reason),
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             // The session no longer sends notices; the other branches end the relay.
@@ -114,9 +123,9 @@ const INPUT_BUDGET: usize = 64 * 1024 * 1024;
 async fn to_target(
     mut rx: ChannelReadHalf,
     tx: &ChannelWriteHalf<client::Msg>,
-    vendor: &ChannelWriteHalf<ServerMsg>,
     recorder: &Recorder,
-    banner: &str,
+    shell: Shell<'_>,
+    mut takeover: Option<mpsc::Receiver<Bytes>>,
 ) -> End {
     let budget = Arc::new(Semaphore::new(INPUT_BUDGET));
     let (queue_tx, mut queue) = mpsc::unbounded_channel::<(ChannelMsg, Option<OwnedSemaphorePermit>)>();
@@ -140,16 +149,44 @@ async fn to_target(
     };
     let writer = async {
         let mut term = Term { cols: 80, rows: 24, kind: None };
-        while let Some((msg, _permit)) = queue.recv().await {
-            let shell = Shell { vendor, banner };
-            match forward_to_target(msg, tx, recorder, &mut term, &shell).await {
+        // The input state the vendor was last told about, so a held key is told once.
+        let mut told = Input::Open;
+        loop {
+            let forwarded = tokio::select! {
+                queued = queue.recv() => match queued {
+                    Some((ChannelMsg::Data { data }, _permit)) => match shell.live.input() {
+                        Input::Open => {
+                            told = Input::Open;
+                            forward_to_target(ChannelMsg::Data { data }, tx, recorder, &mut term, &shell).await
+                        }
+                        held => {
+                            if held != told {
+                                let text = format!("your input is discarded ({})", held.describe());
+                                tell_vendor(shell.vendor, recorder, &text).await;
+                                told = held;
+                            }
+                            Forwarded::Yes
+                        }
+                    },
+                    Some((msg, _permit)) => forward_to_target(msg, tx, recorder, &mut term, &shell).await,
+                    None => return End::Vendor,
+                },
+                // The technician types: recorded as input, like the vendor's.
+                Some(keys) = async { takeover.as_mut()?.recv().await }, if takeover.is_some() => {
+                    if matches!(shell.live.input(), Input::TakenOver(_)) {
+                        forward_to_target(ChannelMsg::Data { data: keys }, tx, recorder, &mut term, &shell).await
+                    } else {
+                        Forwarded::Yes
+                    }
+                }
+            };
+            match forwarded {
                 Forwarded::Yes => {}
                 Forwarded::Closed => return End::Vendor,
                 Forwarded::RecordingFailed => return End::RecordingFailed,
                 Forwarded::TargetGone => return End::Target,
             }
         }
-        End::Vendor
     };
     let mut writer = std::pin::pin!(writer);
     tokio::select! {
@@ -166,10 +203,12 @@ enum Forwarded {
     TargetGone,
 }
 
-/// What a starting shell shows the vendor before the target's prompt.
+/// The vendor's side of the channel as the vendor→target direction needs it: the
+/// banner a starting shell shows, and the session's input state and mirror.
 struct Shell<'a> {
     vendor: &'a ChannelWriteHalf<ServerMsg>,
     banner: &'a str,
+    live: &'a Live,
 }
 
 /// Records and forwards one message from the vendor.
@@ -192,6 +231,7 @@ async fn forward_to_target(
         ChannelMsg::Close => return Forwarded::Closed,
         ChannelMsg::RequestPty { term: kind, col_width, row_height, pix_width, pix_height, terminal_modes, .. } => {
             *term = Term { cols: col_width, rows: row_height, kind: Some(kind.clone()) };
+            shell.live.mirror.resize(col_width, row_height);
             tx.request_pty(false, &kind, col_width, row_height, pix_width, pix_height, &terminal_modes).await
         }
         ChannelMsg::SetEnv { variable_name, variable_value, .. } if env_allowed(&variable_name) => {
@@ -222,6 +262,7 @@ async fn forward_to_target(
             if !recorded(recorder.record(Event::Resize { cols: col_width, rows: row_height }).await) {
                 return Forwarded::RecordingFailed;
             }
+            shell.live.mirror.resize(col_width, row_height);
             tx.window_change(col_width, row_height, pix_width, pix_height).await
         }
         ChannelMsg::Signal { signal } => tx.signal(signal).await,
@@ -242,19 +283,23 @@ async fn to_vendor(
     tx: &ChannelWriteHalf<ServerMsg>,
     server: &Handle,
     recorder: &Recorder,
+    live: &Live,
 ) -> End {
     while let Some(msg) = rx.wait().await {
         let sent = match msg {
+            // Recorded first, then mirrored (never waits), then sent.
             ChannelMsg::Data { data } => {
                 if recorder.record(Event::Output(data.clone())).await.is_err() {
                     return End::RecordingFailed;
                 }
+                live.mirror.output(data.clone());
                 tx.data_bytes(data).await.is_ok()
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 if recorder.record(Event::Stderr(data.clone())).await.is_err() {
                     return End::RecordingFailed;
                 }
+                live.mirror.output(data.clone());
                 tx.extended_data_bytes(ext, data).await.is_ok()
             }
             ChannelMsg::Eof => tx.eof().await.is_ok(),

@@ -302,6 +302,17 @@ impl Store {
         Ok(())
     }
 
+    /// True when `key` is one of the keys of the enabled technician `name`.
+    pub fn tech_has_key(&self, name: &str, key: &PublicKey) -> Result<bool> {
+        let conn = self.conn();
+        exists(
+            &conn,
+            "SELECT 1 FROM technician_keys k JOIN technicians t ON t.name = k.technician
+             WHERE k.fingerprint = ?1 AND t.name = ?2 AND t.enabled = 1",
+            (fingerprint(key), name),
+        )
+    }
+
     /// The enabled technician `name`, or why not.
     pub fn active_tech(&self, name: &str) -> Result<Technician> {
         match self.tech(name)? {

@@ -139,6 +139,10 @@ impl Store {
         if exists(&tx, "SELECT 1 FROM vendors WHERE name = ?1", [name])? {
             return Err(StoreError::Duplicate(format!("vendor {name:?} already exists")));
         }
+        // One name space for everyone who logs in, so a login name is never ambiguous.
+        if exists(&tx, "SELECT 1 FROM technicians WHERE name = ?1", [name])? {
+            return Err(StoreError::Duplicate(format!("{name:?} is already a technician's name")));
+        }
         tx.execute(
             "INSERT INTO vendors (name, email, enabled, created_at) VALUES (?1, ?2, 1, ?3)",
             params![name, email, Utc::now()],

@@ -1,0 +1,280 @@
+//! The technicians' console: what a technician reaches with `ssh -p 2222 alice@bastion
+//! COMMAND…`. The command line is parsed with the same clap tree as the local CLI and
+//! run inside `serve` (so `sessions`, `watch` and `kill` act on live sessions), limited to
+//! what a technician may do. A technician never reaches a target through it.
+//!
+//! - `watch`: the live view of a vendor's terminal, with the control keys.
+
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser;
+use russh::server::{Handle, Msg};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use tokio::sync::mpsc;
+
+use crate::audit::Event;
+use crate::cli::{Cli, Command};
+use crate::commands::{Caller, Ctx};
+use crate::gate::{Gate, GateEvent};
+
+/// Most a technician may pipe in (`--plan -`): a plan and then some.
+const MAX_STDIN: usize = 1024 * 1024;
+
+/// Serves one technician connection: every session channel runs one command.
+pub async fn run(
+    gate: Arc<Gate>,
+    _handle: Handle,
+    tech: String,
+    peer: SocketAddr,
+    mut events: mpsc::Receiver<GateEvent>,
+) {
+    gate.audit(Event::new("tech.login", format!("from {peer}")).actor(&tech));
+    while let Some(GateEvent::Channel(channel)) = events.recv().await {
+        gate.tracker.spawn(serve_channel(gate.clone(), tech.clone(), channel));
+    }
+}
+
+/// The terminal a technician's client asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Pty {
+    pub cols: u32,
+    pub rows: u32,
+}
+
+async fn serve_channel(gate: Arc<Gate>, tech: String, mut channel: Channel<Msg>) {
+    let mut pty = None;
+    let command = loop {
+        match channel.wait().await {
+            Some(ChannelMsg::RequestPty { col_width, row_height, .. }) => {
+                pty = Some(Pty { cols: col_width, rows: row_height });
+            }
+            Some(ChannelMsg::Exec { command, .. }) => break Some(String::from_utf8_lossy(&command).into_owned()),
+            Some(ChannelMsg::RequestShell { .. }) => break None,
+            Some(ChannelMsg::Close) | None => return,
+            Some(_) => {}
+        }
+    };
+    let (mut rx, tx) = channel.split();
+    let status = match command {
+        None => {
+            let mut out = Vec::new();
+            run_command(&gate, &tech, Command::Sessions, Vec::new(), &mut out, &mut Vec::new());
+            out.extend_from_slice(HELP.as_bytes());
+            send(&tx, 0, &out, pty.is_some()).await;
+            0
+        }
+        Some(line) => {
+            let args = match split_words(&line) {
+                Ok(args) => args,
+                Err(err) => {
+                    send_err(&tx, &format!("chaperone: {err}\n"), pty.is_some()).await;
+                    finish(&tx, 2).await;
+                    return;
+                }
+            };
+            execute(&gate, &tech, &line, args, pty, &mut rx, &tx).await
+        }
+    };
+    finish(&tx, status).await;
+}
+
+const HELP: &str = "\nchaperone over ssh: ssh -p 2222 TECH@bastion COMMAND\n  sessions                      live sessions\n  watch ID                      watch one (needs ssh -t); keys: Ctrl-] then f freeze, t take over, a annotate, k kill, d detach\n  kill ID --reason R            end a session\n  booking …, recordings …, audit …   as on the bastion (--help for each)\n";
+
+async fn execute(
+    gate: &Arc<Gate>,
+    tech: &str,
+    line: &str,
+    args: Vec<String>,
+    pty: Option<Pty>,
+    rx: &mut ChannelReadHalf,
+    tx: &ChannelWriteHalf<Msg>,
+) -> u32 {
+    let cli = match Cli::try_parse_from(std::iter::once("chaperone".to_string()).chain(args.iter().cloned())) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // --help and --version end up here too, and are not errors.
+            let text = err.render().to_string();
+            if err.use_stderr() {
+                send_err(tx, &text, pty.is_some()).await;
+            } else {
+                send(tx, 0, text.as_bytes(), pty.is_some()).await;
+            }
+            return u32::try_from(err.exit_code()).unwrap_or(2);
+        }
+    };
+    if cli.config.is_some() {
+        send_err(tx, "chaperone: --config cannot be given over ssh\n", pty.is_some()).await;
+        return 2;
+    }
+    if let Command::Watch { id } = &cli.command {
+        gate.audit(Event::new("tech.command", line.to_string()).actor(tech));
+        return watch::run(gate.clone(), tech, id, pty, rx, tx).await;
+    }
+    let stdin = if args.iter().any(|a| a == "-") { read_stdin(rx).await } else { Vec::new() };
+    if cli.command.technician_may_run() {
+        gate.audit(Event::new("tech.command", line.to_string()).actor(tech));
+    }
+    let (gate2, tech2) = (gate.clone(), tech.to_string());
+    let ran = tokio::task::spawn_blocking(move || {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let status = run_command(&gate2, &tech2, cli.command, stdin, &mut out, &mut err);
+        (status, out, err)
+    })
+    .await;
+    match ran {
+        Ok((status, out, err)) => {
+            send(tx, 0, &out, pty.is_some()).await;
+            send(tx, 1, &err, pty.is_some()).await;
+            status
+        }
+        Err(_) => {
+            send_err(tx, "chaperone: the command failed unexpectedly\n", pty.is_some()).await;
+            1
+        }
+    }
+}
+
+/// Runs a store command as the technician; returns the exit status.
+fn run_command(gate: &Gate, tech: &str, command: Command, stdin: Vec<u8>, out: &mut Vec<u8>, err: &mut Vec<u8>) -> u32 {
+    use std::io::Write;
+    let mut stdin = std::io::Cursor::new(stdin);
+    let mut ctx = Ctx {
+        config: &gate.config,
+        store: &gate.store,
+        clock: &gate.clock,
+        caller: Caller::Technician(tech.to_string()),
+        out,
+        err: &mut *err,
+        stdin: &mut stdin,
+        gate: Some(gate),
+    };
+    match crate::commands::dispatch(&mut ctx, command) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "chaperone: {e:#}");
+            if crate::is_user_error(&e) { 2 } else { 1 }
+        }
+    }
+}
+
+async fn read_stdin(rx: &mut ChannelReadHalf) -> Vec<u8> {
+    let mut input = Vec::new();
+    while let Some(msg) = rx.wait().await {
+        match msg {
+            ChannelMsg::Data { data } if input.len() + data.len() <= MAX_STDIN => input.extend_from_slice(&data),
+            ChannelMsg::Data { .. } => {}
+            ChannelMsg::Eof | ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    input
+}
+
+/// Writes command output; on a terminal, line ends become CRLF.
+async fn send(tx: &ChannelWriteHalf<Msg>, ext: u32, bytes: &[u8], terminal: bool) {
+    if bytes.is_empty() {
+        return;
+    }
+    let data = if terminal { crlf(bytes) } else { bytes.to_vec() };
+    let _ = if ext == 0 { tx.data_bytes(data).await } else { tx.extended_data_bytes(ext, data).await };
+}
+
+async fn send_err(tx: &ChannelWriteHalf<Msg>, text: &str, terminal: bool) {
+    send(tx, 1, text.as_bytes(), terminal).await;
+}
+
+async fn finish(tx: &ChannelWriteHalf<Msg>, status: u32) {
+    let _ = tx.exit_status(status).await;
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+}
+
+fn crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
+    for &b in bytes {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// Splits a command line like a POSIX shell would for words: whitespace separates,
+/// single quotes keep everything, double quotes keep all but `\"` and `\\`, a backslash
+/// outside quotes escapes the next character. No expansion of any kind.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated ' quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err("unterminated \" quote".into()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated \" quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                word.push(chars.next().ok_or("a trailing backslash")?);
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_like_a_shell() {
+        assert_eq!(
+            split_words(r#"kill 01ab --reason "wrong server, \"prod\"" x\ y 'it''s'"#).unwrap(),
+            vec!["kill", "01ab", "--reason", "wrong server, \"prod\"", "x y", "its"]
+        );
+        assert_eq!(split_words("  ").unwrap(), Vec::<String>::new());
+        assert!(split_words("'open").is_err());
+        assert_eq!(split_words("a '' b").unwrap(), vec!["a", "", "b"]);
+    }
+}

@@ -1,0 +1,195 @@
+//! The mirror: a session's terminal output fanned out to watching technicians.
+//!
+//! The relay publishes every output chunk (and every resize) into a broadcast ring and
+//! never waits: a watcher that falls behind the ring is not fed a backlog but resynchronised
+//! from a screen dump. The dump comes from a terminal emulator (`avt`) that runs in its own
+//! task, also fed from the ring, so the vendor→target→vendor path never waits for it.
+//! Every frame carries a sequence number; a joiner gets the dump with the number it
+//! reflects and skips frames up to it, so nothing is shown twice or lost at the seam.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::recording::asciicast::Utf8Carry;
+
+/// Frames the ring holds (each at most one SSH packet, 32 KiB). A watcher (or the
+/// emulator) this far behind is resynchronised; the relay never waits on it.
+const RING_FRAMES: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub enum Frame {
+    Output(Bytes),
+    Resize { cols: u32, rows: u32 },
+}
+
+/// A point-in-time screen plus the live stream after it.
+#[derive(Debug)]
+pub struct Joined {
+    /// Escape sequences that redraw the current screen on a terminal of the same size.
+    pub dump: String,
+    /// The last frame the dump includes.
+    pub seq: u64,
+    pub cols: u32,
+    pub rows: u32,
+    /// Frames after `seq` (and possibly some before: skip those up to `seq`).
+    pub frames: broadcast::Receiver<(u64, Frame)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The sequence counter and the sender, locked together so frames enter the ring in
+    /// sequence order (output and resizes come from different tasks).
+    ring: Mutex<(u64, broadcast::Sender<(u64, Frame)>)>,
+    joins: mpsc::Sender<oneshot::Sender<Joined>>,
+}
+
+impl Mirror {
+    /// A mirror for a terminal of `cols`×`rows`; spawns its emulator task, which ends when
+    /// the mirror is dropped.
+    pub fn new(cols: u32, rows: u32) -> Mirror {
+        let (tx, rx) = broadcast::channel(RING_FRAMES);
+        // Joins are rare; a handful waiting is plenty.
+        let (joins, join_rx) = mpsc::channel(8);
+        tokio::spawn(emulate(cols, rows, rx, tx.clone(), join_rx));
+        Mirror { inner: Arc::new(Inner { ring: Mutex::new((0, tx)), joins }) }
+    }
+
+    /// Publishes output. Never waits.
+    pub fn output(&self, data: Bytes) {
+        self.publish(Frame::Output(data));
+    }
+
+    pub fn resize(&self, cols: u32, rows: u32) {
+        self.publish(Frame::Resize { cols, rows });
+    }
+
+    fn publish(&self, frame: Frame) {
+        if let Ok(mut ring) = self.inner.ring.lock() {
+            ring.0 += 1;
+            let seq = ring.0;
+            // No receiver (no emulator yet) is not an error.
+            let _ = ring.1.send((seq, frame));
+        }
+    }
+
+    /// The current screen and the stream after it; None once the emulator has stopped.
+    pub async fn join(&self) -> Option<Joined> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.joins.send(reply).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+async fn emulate(
+    cols: u32,
+    rows: u32,
+    mut rx: broadcast::Receiver<(u64, Frame)>,
+    tx: broadcast::Sender<(u64, Frame)>,
+    mut joins: mpsc::Receiver<oneshot::Sender<Joined>>,
+) {
+    let mut screen = Screen::new(cols, rows);
+    loop {
+        tokio::select! {
+            frame = rx.recv() => match frame {
+                Ok((seq, frame)) => screen.apply(seq, &frame),
+                // Output came faster than the emulator parses (a huge `cat`): the screen
+                // misses some of it until the next full redraw. The vendor is unaffected.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            join = joins.recv() => {
+                let Some(reply) = join else { return };
+                // Subscribe first, then catch up: every frame after the dump's sequence
+                // number is in the new receiver.
+                let frames = tx.subscribe();
+                while let Ok((seq, frame)) = rx.try_recv() {
+                    screen.apply(seq, &frame);
+                }
+                let _ = reply.send(Joined {
+                    dump: screen.vt.dump(),
+                    seq: screen.seq,
+                    cols: screen.cols,
+                    rows: screen.rows,
+                    frames,
+                });
+            }
+        }
+    }
+}
+
+struct Screen {
+    vt: avt::Terminal,
+    carry: Utf8Carry,
+    text: String,
+    seq: u64,
+    cols: u32,
+    rows: u32,
+}
+
+impl Screen {
+    fn new(cols: u32, rows: u32) -> Screen {
+        let (cols, rows) = (cols.clamp(1, 1000), rows.clamp(1, 1000));
+        let vt = avt::Terminal::new(cols as usize, rows as usize)
+            .unwrap_or_else(|_| avt::Terminal::new(80, 24).unwrap_or_else(|_| unreachable_terminal()));
+        Screen { vt, carry: Utf8Carry::default(), text: String::new(), seq: 0, cols, rows }
+    }
+
+    fn apply(&mut self, seq: u64, frame: &Frame) {
+        self.seq = seq;
+        match frame {
+            Frame::Output(data) => {
+                self.text.clear();
+                self.carry.decode_into(data, &mut self.text);
+                self.vt.feed(self.text.as_str());
+            }
+            Frame::Resize { cols, rows } => {
+                self.cols = (*cols).clamp(1, 1000);
+                self.rows = (*rows).clamp(1, 1000);
+                self.vt.resize(self.cols as usize, self.rows as usize);
+            }
+        }
+    }
+}
+
+/// avt refuses only a zero size, which `Screen::new` never asks for.
+#[allow(clippy::panic)]
+fn unreachable_terminal() -> avt::Terminal {
+    panic!("avt refused an 80x24 terminal")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_late_joiner_gets_the_screen_then_only_newer_frames() {
+        let mirror = Mirror::new(20, 5);
+        mirror.output(Bytes::from_static(b"hello\r\n"));
+        mirror.output(Bytes::from_static(b"\x1b[1mbold\x1b[0m w\xc3"));
+        let mut joined = mirror.join().await.unwrap();
+        assert_eq!(joined.seq, 2);
+        let mut replay = avt::Terminal::new(20, 5).unwrap();
+        replay.feed(joined.dump.as_str());
+        assert_eq!(replay.screen().text()[0].trim_end(), "hello");
+        mirror.output(Bytes::from_static(b"\xa4rld"));
+        let (seq, frame) = loop {
+            let (seq, frame) = joined.frames.recv().await.unwrap();
+            if seq > joined.seq {
+                break (seq, frame);
+            }
+        };
+        assert_eq!(seq, 3);
+        assert!(matches!(frame, Frame::Output(b) if &b[..] == b"\xa4rld"));
+        let again = mirror.join().await.unwrap();
+        let mut replay = avt::Terminal::new(20, 5).unwrap();
+        replay.feed(again.dump.as_str());
+        assert_eq!(replay.screen().text()[1].trim_end(), "bold wärld");
+    }
+}

@@ -1,0 +1,150 @@
+//! A running session as everyone else sees it: the scheduler (warnings, ends), watching
+//! technicians (mirror, controls) and the `sessions` command. The session task creates it,
+//! registers it in the gate's table and removes it at the end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::mirror::Mirror;
+
+/// Running sessions by id.
+pub type LiveSessions = Mutex<HashMap<String, Arc<Live>>>;
+
+/// What the scheduler, shutdown or a technician tells a running session.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// Shown to the vendor and recorded as a marker; the session goes on.
+    Warn(String),
+    /// Recorded as a marker only (a technician's annotation).
+    Mark(String),
+    /// Shown, recorded, and the session is closed.
+    End(String),
+}
+
+/// Who may type into the target right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The vendor types.
+    Open,
+    /// No technician watches (supervision required): the vendor's input is discarded.
+    Unsupervised,
+    /// A technician froze the vendor's input.
+    Frozen(String),
+    /// A technician types instead of the vendor.
+    TakenOver(String),
+}
+
+impl Input {
+    pub fn describe(&self) -> String {
+        match self {
+            Input::Open => "vendor typing".into(),
+            Input::Unsupervised => "input paused: nobody watching".into(),
+            Input::Frozen(by) => format!("frozen by {by}"),
+            Input::TakenOver(by) => format!("keyboard taken over by {by}"),
+        }
+    }
+}
+
+/// The mutable part, behind one lock.
+#[derive(Debug)]
+pub struct Supervision {
+    /// Technicians watching now (a name appears once per watch).
+    pub watchers: Vec<String>,
+    pub input: Input,
+    /// Minutes-before-end warnings already given.
+    pub warned: Vec<i64>,
+    /// The end has been announced; the session is closing.
+    pub ending: bool,
+    /// When the last watcher left (supervision required), for the grace period.
+    pub unsupervised_since: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+pub struct Live {
+    pub id: String,
+    pub vendor: String,
+    pub target: String,
+    pub account: String,
+    pub booking: i64,
+    pub booking_label: String,
+    pub window_end: DateTime<Utc>,
+    pub started: DateTime<Utc>,
+    pub notices: broadcast::Sender<Notice>,
+    pub mirror: Mirror,
+    /// A technician's keystrokes while the keyboard is taken over; the session's first
+    /// channel forwards them. Small: a person types; when full, keystrokes wait.
+    pub takeover: mpsc::Sender<Bytes>,
+    supervision: Mutex<Supervision>,
+    /// Bumped on every change of watchers or input, so waiters and status lines update.
+    changed: watch::Sender<u64>,
+}
+
+impl Live {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        vendor: String,
+        target: String,
+        account: String,
+        booking: &crate::store::Booking,
+        started: DateTime<Utc>,
+        notices: broadcast::Sender<Notice>,
+        takeover: mpsc::Sender<Bytes>,
+        input: Input,
+    ) -> Live {
+        Live {
+            id,
+            vendor,
+            target,
+            account,
+            booking: booking.id,
+            booking_label: booking.label(),
+            window_end: booking.end,
+            started,
+            notices,
+            mirror: Mirror::new(80, 24),
+            takeover,
+            supervision: Mutex::new(Supervision {
+                watchers: Vec::new(),
+                input,
+                warned: Vec::new(),
+                ending: false,
+                unsupervised_since: None,
+            }),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, Supervision> {
+        // Nothing panics while holding it; a poisoned lock still holds valid state.
+        self.supervision.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the supervision state and wakes everyone who follows it.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Supervision) -> R) -> R {
+        let result = f(&mut self.state());
+        self.changed.send_modify(|v| *v += 1);
+        result
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub fn input(&self) -> Input {
+        self.state().input.clone()
+    }
+
+    pub fn watchers(&self) -> Vec<String> {
+        self.state().watchers.clone()
+    }
+
+    /// Tells the session something (all its channels).
+    pub fn notify(&self, notice: Notice) {
+        let _ = self.notices.send(notice);
+    }
+}
