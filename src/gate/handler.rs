@@ -56,7 +56,7 @@ impl GateHandler {
     fn key_matches(&self, user: &str, key: &PublicKey) -> Option<Login> {
         let login = LoginName::parse(user)?;
         let store = &self.gate.store;
-        let found = if login.target.is_none() && store.tech_has_key(&login.vendor, key).ok()? {
+        if login.target.is_none() && store.tech_has_key(&login.vendor, key).ok()? {
             Some(Login::Technician(login.vendor))
         } else {
             store.vendor_has_key(&login.vendor, key).map(|ok| ok.then_some(Login::Vendor(login))).unwrap_or_else(
@@ -65,8 +65,7 @@ impl GateHandler {
                     None
                 },
             )
-        };
-        found
+        }
     }
 
     fn audit_refusal(&mut self, user: &str, key: &PublicKey) {
