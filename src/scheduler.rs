@@ -53,7 +53,7 @@ pub async fn run(gate: Arc<Gate>) {
 /// Warns and ends running sessions as their bookings (and supervision) require.
 fn sessions(gate: &Gate, now: DateTime<Utc>) -> Result<(), StoreError> {
     let running: Vec<Arc<Live>> = match gate.live.lock() {
-        Ok(table) => table.values().filter(|l| !l.state().ending).cloned().collect(),
+        Ok(table) => table.values().filter(|l| l.ended().is_none()).cloned().collect(),
         Err(_) => return Ok(()),
     };
     let tz = gate.config.policy.timezone;
@@ -75,17 +75,14 @@ fn sessions(gate: &Gate, now: DateTime<Utc>) -> Result<(), StoreError> {
                 ))
             })
         });
-        if let Some(notice) = notice {
-            if let Notice::End(reason) = &notice {
-                live.update(|s| s.ending = true);
-                gate.audit(
-                    Event::new("session.ended", reason.clone())
-                        .booking(live.booking)
-                        .vendor(&live.vendor)
-                        .session(&live.id),
-                );
+        match notice {
+            Some(Notice::End(reason)) => {
+                let event = Event::new("session.ended", reason.clone());
+                gate.audit(event.booking(live.booking).vendor(&live.vendor).session(&live.id));
+                live.end(reason);
             }
-            live.notify(notice);
+            Some(other) => live.notify(other),
+            None => {}
         }
     }
     Ok(())

@@ -11,3 +11,4 @@ mod cli;
 mod recording;
 mod refusals;
 mod relay;
+mod supervision;

@@ -93,8 +93,8 @@ pub async fn run(
                 }
             }
             _ = changed.changed() => {
-                if live.state().ending {
-                    let _ = tx.data_bytes("\x1b[0m\r\n[chaperone: the session ended]\r\n").await;
+                if let Some(reason) = live.ended() {
+                    let _ = tx.data_bytes(format!("\x1b[0m\r\n[chaperone: the session ended: {reason}]\r\n")).await;
                     break;
                 }
                 view.title().await;

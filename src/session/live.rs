@@ -17,8 +17,11 @@ pub type LiveSessions = Mutex<HashMap<String, Arc<Live>>>;
 /// What the scheduler, shutdown or a technician tells a running session.
 #[derive(Debug, Clone)]
 pub enum Notice {
-    /// Shown to the vendor and recorded as a marker; the session goes on.
+    /// Shown to the vendor on a line of its own (stderr) and recorded as a marker.
     Warn(String),
+    /// Shown in the vendor's terminal title (which no full-screen program is disturbed
+    /// by) and recorded as a marker: who joined, left, froze, took over.
+    Status(String),
     /// Recorded as a marker only (a technician's annotation).
     Mark(String),
     /// Shown, recorded, and the session is closed.
@@ -57,8 +60,9 @@ pub struct Supervision {
     pub input: Input,
     /// Minutes-before-end warnings already given.
     pub warned: Vec<i64>,
-    /// The end has been announced; the session is closing.
-    pub ending: bool,
+    /// Why the session was ended (once announced, it is closing). Kept, so that a channel
+    /// starting after the announcement still learns it.
+    pub ended: Option<String>,
     /// When the last watcher left (supervision required), for the grace period.
     pub unsupervised_since: Option<DateTime<Utc>>,
 }
@@ -112,7 +116,7 @@ impl Live {
                 watchers: Vec::new(),
                 input,
                 warned: Vec::new(),
-                ending: false,
+                ended: None,
                 unsupervised_since: None,
             }),
             changed: watch::channel(0).0,
@@ -146,5 +150,23 @@ impl Live {
     /// Tells the session something (all its channels).
     pub fn notify(&self, notice: Notice) {
         let _ = self.notices.send(notice);
+    }
+
+    /// Ends the session with `reason` (the first reason given wins).
+    pub fn end(&self, reason: String) {
+        let first = self.update(|s| {
+            let first = s.ended.is_none();
+            if first {
+                s.ended = Some(reason.clone());
+            }
+            first
+        });
+        if first {
+            self.notify(Notice::End(reason));
+        }
+    }
+
+    pub fn ended(&self) -> Option<String> {
+        self.state().ended.clone()
     }
 }

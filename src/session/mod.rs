@@ -143,7 +143,7 @@ pub async fn run(
     };
     let ended = ended.await;
     // Watchers see the end, whatever caused it.
-    live.update(|s| s.ending = true);
+    live.end("the session has ended".into());
     let summaries = match ended {
         Ok(summaries) => summaries,
         Err(reason) => {
@@ -219,13 +219,16 @@ impl Channels<'_> {
         let mut writers = Vec::new();
         let mut channels = 0usize;
         loop {
+            if self.live.ended().is_some() {
+                break;
+            }
             let channel = match pending.pop_front() {
                 Some(channel) => channel,
                 None => {
                     let event = tokio::select! {
                         event = events.recv() => event,
                         _ = gate.shutdown.cancelled() => {
-                            self.live.notify(Notice::End("the bastion is shutting down; the session has been ended".into()));
+                            self.live.end("the bastion is shutting down; the session has been ended".into());
                             break;
                         }
                         notice = ended.recv() => match notice {

@@ -9,6 +9,7 @@
 use russh::server::{Handle, Msg as ServerMsg};
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig, client};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
@@ -53,13 +54,14 @@ impl ChannelRelay {
     pub async fn run(self) {
         let ChannelRelay { vendor, upstream, server, recorder, mut notices, banner, live, takeover } = self;
         let vendor_id = vendor.id();
+        let terminal = AtomicBool::new(false);
         let (vendor_rx, vendor_tx) = vendor.split();
         let (upstream_rx, upstream_tx) = upstream.split();
 
         let end = tokio::select! {
-            end = to_target(vendor_rx, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live }, takeover) => end,
+            end = to_target(vendor_rx, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live, terminal: &terminal }, takeover) => end,
             end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder, &live) => end,
-            end = follow_notices(&mut notices, &vendor_tx, &recorder) => end,
+            end = follow_notices(&mut notices, &vendor_tx, &recorder, &terminal, &live) => end,
             _ = recorder.failed() => End::RecordingFailed,
         };
 
@@ -96,12 +98,27 @@ async fn follow_notices(
     notices: &mut broadcast::Receiver<Notice>,
     vendor: &ChannelWriteHalf<ServerMsg>,
     recorder: &Recorder,
+    terminal: &AtomicBool,
+    live: &Live,
 ) -> End {
+    // Ended before this channel started: the announcement went by already.
+    if let Some(reason) = live.ended() {
+        return End::Ended(reason);
+    }
     loop {
         match notices.recv().await {
             Ok(Notice::Warn(text)) => tell_vendor(vendor, recorder, &text).await,
             Ok(Notice::Mark(text)) => {
                 let _ = recorder.record(Event::Marker(text)).await;
+            }
+            Ok(Notice::Status(text)) => {
+                let _ = recorder.record(Event::Marker(text.clone())).await;
+                // A title means nothing to a command's stderr (often a file): terminals only.
+                if terminal.load(Ordering::Relaxed) {
+                    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+                    let title = format!("\x1b]0;chaperone: {clean}\x07");
+                    let _ = vendor.extended_data_bytes(1, title.into_bytes()).await;
+                }
             }
             Ok(Notice::End(reason)) => return End::Ended(reason),
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -209,6 +226,8 @@ struct Shell<'a> {
     vendor: &'a ChannelWriteHalf<ServerMsg>,
     banner: &'a str,
     live: &'a Live,
+    /// Set when the vendor asked for a pty: the channel is a terminal.
+    terminal: &'a AtomicBool,
 }
 
 /// Records and forwards one message from the vendor.
@@ -231,6 +250,7 @@ async fn forward_to_target(
         ChannelMsg::Close => return Forwarded::Closed,
         ChannelMsg::RequestPty { term: kind, col_width, row_height, pix_width, pix_height, terminal_modes, .. } => {
             *term = Term { cols: col_width, rows: row_height, kind: Some(kind.clone()) };
+            shell.terminal.store(true, Ordering::Relaxed);
             shell.live.mirror.resize(col_width, row_height);
             tx.request_pty(false, &kind, col_width, row_height, pix_width, pix_height, &terminal_modes).await
         }

@@ -37,7 +37,15 @@ pub async fn wait_for_technician(
     let mut changed = live.subscribe();
     let mut tick = tokio::time::interval(WAIT_TICK);
     loop {
-        if !live.watchers().is_empty() {
+        if let Some(reason) = live.ended() {
+            return Err(reason);
+        }
+        let watchers = live.watchers();
+        if !watchers.is_empty() {
+            let joined = format!("chaperone: technician {} is watching; starting the session\r\n", watchers.join(", "));
+            for channel in pending.iter() {
+                let _ = channel.extended_data(1, joined.as_bytes()).await;
+            }
             return Ok(());
         }
         if gate.clock.now() >= deadline {
@@ -152,7 +160,7 @@ impl Drop for Watching {
             if matches!(&s.input, Input::TakenOver(by) | Input::Frozen(by) if by == tech) {
                 s.input = Input::Open;
             }
-            let paused = s.watchers.is_empty() && policy.require_supervisor && !s.ending;
+            let paused = s.watchers.is_empty() && policy.require_supervisor && s.ended.is_none();
             if paused {
                 s.input = Input::Unsupervised;
                 s.unsupervised_since = Some(now);
@@ -172,15 +180,14 @@ impl Drop for Watching {
 
 /// Ends a session on a technician's word.
 pub fn kill(gate: &Gate, live: &Live, tech: &str, reason: &str) {
-    live.update(|s| s.ending = true);
     let text = format!("technician {tech} ended the session: {reason}");
     audit(gate, live, tech, "control.kill", text.clone());
-    live.notify(Notice::End(text));
+    live.end(text);
 }
 
-/// Tells the vendor (a line on stderr, recorded as a marker) and audits.
+/// Tells the vendor (in the terminal title, recorded as a marker) and audits.
 fn announce(gate: &Gate, live: &Live, tech: &str, kind: &str, text: String) {
-    live.notify(Notice::Warn(text.clone()));
+    live.notify(Notice::Status(text.clone()));
     audit(gate, live, tech, kind, text);
 }
 

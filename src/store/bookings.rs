@@ -239,7 +239,7 @@ impl Store {
             return Err(StoreError::Invalid("a technician needs at least one --key".into()));
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if exists(&tx, "SELECT 1 FROM technicians WHERE name = ?1", [name])?
             || exists(&tx, "SELECT 1 FROM vendors WHERE name = ?1", [name])?
         {

@@ -1,7 +1,10 @@
 //! The store: one SQLite file (`<data>/chaperone.db`) holding vendors, targets and
 //! sessions. Every command opens it, including while `serve` runs (WAL mode, busy
 //! timeout), and `serve` reads it on every login, so changes apply without a restart.
-//! Queries are plain SQL written to port to PostgreSQL later.
+//! Queries are plain SQL written to port to PostgreSQL later. Write transactions are
+//! IMMEDIATE: they take the write lock before their first read, so a concurrent writer
+//! (another command, the scheduler) makes them wait out the busy timeout instead of
+//! failing with "database is locked" when a read lock cannot be upgraded.
 
 mod audit;
 pub use audit::AuditFilter;
@@ -135,7 +138,7 @@ impl Store {
             return Err(StoreError::Invalid("a vendor needs at least one --key".into()));
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if exists(&tx, "SELECT 1 FROM vendors WHERE name = ?1", [name])? {
             return Err(StoreError::Duplicate(format!("vendor {name:?} already exists")));
         }
@@ -225,7 +228,7 @@ impl Store {
             }
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if exists(&tx, "SELECT 1 FROM targets WHERE name = ?1", [name])? {
             return Err(StoreError::Duplicate(format!("target {name:?} already exists")));
         }

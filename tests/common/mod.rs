@@ -327,6 +327,7 @@ impl World {
         ]);
         bastion.start();
         vendor.trust(&bastion);
+        tech.trust(&bastion);
         World { tmp, sshd, bastion, vendor, tech, account }
     }
 
@@ -360,6 +361,27 @@ impl World {
             .trim()
             .to_string();
         self.bastion.ok(&["booking", "approve", &id, "--by", "alice"]);
+        id
+    }
+
+    /// `ssh alice@bastion COMMAND` (the technician's console), waiting for it.
+    pub fn console(&self, command: &str) -> Output {
+        self.tech.ssh(&self.bastion, "alice").arg(command).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// The id of the one live session, as the technician's `sessions` shows it.
+    pub fn live_session(&self) -> String {
+        let mut id = String::new();
+        self.eventually("a live session", || {
+            let out = self.console("sessions");
+            id = stdout(&out)
+                .lines()
+                .find(|l| !l.starts_with("no live"))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or_default()
+                .to_string();
+            !id.is_empty()
+        });
         id
     }
 
