@@ -48,12 +48,18 @@ pub struct Utf8Carry {
 impl Utf8Carry {
     /// Appends the decoded text of `chunk` to `out`.
     pub fn decode_into(&mut self, chunk: &[u8], out: &mut String) {
+        self.decode_with(chunk, |piece| out.push_str(piece));
+    }
+
+    /// Hands the decoded text of `chunk` to `sink`, piece by piece (valid runs, and
+    /// U+FFFD for invalid bytes), without copying it first.
+    pub fn decode_with(&mut self, chunk: &[u8], mut sink: impl FnMut(&str)) {
         if self.pending.is_empty() {
-            self.decode_slice(chunk, out);
+            self.decode_slice(chunk, &mut sink);
         } else {
             let mut joined = std::mem::take(&mut self.pending);
             joined.extend_from_slice(chunk);
-            self.decode_slice(&joined, out);
+            self.decode_slice(&joined, &mut sink);
         }
     }
 
@@ -65,20 +71,20 @@ impl Utf8Carry {
         }
     }
 
-    fn decode_slice(&mut self, mut bytes: &[u8], out: &mut String) {
+    fn decode_slice(&mut self, mut bytes: &[u8], sink: &mut impl FnMut(&str)) {
         loop {
             match std::str::from_utf8(bytes) {
                 Ok(text) => {
-                    out.push_str(text);
+                    sink(text);
                     return;
                 }
                 Err(err) => {
                     let (valid, rest) = bytes.split_at(err.valid_up_to());
-                    // SAFETY-free: `valid` was just checked by from_utf8.
-                    out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                    // `valid` was just checked by from_utf8.
+                    sink(std::str::from_utf8(valid).unwrap_or_default());
                     match err.error_len() {
                         Some(bad) => {
-                            out.push(char::REPLACEMENT_CHARACTER);
+                            sink("\u{fffd}");
                             bytes = &rest[bad..];
                         }
                         None => {
@@ -120,11 +126,68 @@ fn millis(d: Duration) -> u64 {
 
 /// Appends one event line, `[interval, "code", "data"]\n`, to `out`.
 pub fn push_event(out: &mut Vec<u8>, interval_ms: u64, code: &str, data: &str) {
+    open_event(out, interval_ms, code);
+    escape_into(out, data);
+    close_event(out);
+}
+
+/// Starts an event line up to the opening quote of its data.
+pub fn open_event(out: &mut Vec<u8>, interval_ms: u64, code: &str) {
     use std::io::Write;
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "[{}.{:03}, \"{code}\", ", interval_ms / 1000, interval_ms % 1000);
-    let _ = serde_json::to_writer(&mut *out, data);
-    out.extend_from_slice(b"]\n");
+    let _ = write!(out, "[{}.{:03}, \"{code}\", \"", interval_ms / 1000, interval_ms % 1000);
+}
+
+/// Ends an event line after its data.
+pub fn close_event(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"\"]\n");
+}
+
+/// Appends `text` as the inside of a JSON string. Runs that need no escaping (almost all
+/// terminal output) are copied whole; this is the recorder's hottest loop.
+pub fn escape_into(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip eight clean bytes at a time.
+        if let Some(word) = bytes.get(i..i + 8) {
+            let mut eight = [0u8; 8];
+            eight.copy_from_slice(word);
+            if !needs_escape(u64::from_le_bytes(eight)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// True when any of the eight bytes is a control character, `"` or `\` (SWAR: the
+/// classic "has a zero byte" and "has a byte less than n" tricks).
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+    below_space || has_zero(word ^ (ONES * u64::from(b'"'))) || has_zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 #[cfg(test)]
@@ -164,6 +227,18 @@ mod tests {
             total += clock.interval_ms(start + Duration::from_micros(1400 * i));
         }
         assert_eq!(total, 1400);
+    }
+
+    #[test]
+    fn escaping_matches_serde_json() {
+        let samples = ["plain", "a\"b\\c", "\u{1b}[1;31mred\u{1b}[0m\r\n\t", "größe → 😀", "\u{7f}\u{0}\u{1f}", ""];
+        for text in samples {
+            let mut ours = vec![b'"'];
+            escape_into(&mut ours, text);
+            ours.push(b'"');
+            let parsed: String = serde_json::from_slice(&ours).unwrap();
+            assert_eq!(parsed, text);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! file cannot be written, the recorder reports failure and the session ends.
 
 pub mod asciicast;
+pub mod encoder;
 pub mod export;
 pub mod reader;
 mod writer;
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use asciicast::{Header, Term};
-pub use writer::Summary;
+pub use encoder::Summary;
 
 use crate::config::RecordingConfig;
 

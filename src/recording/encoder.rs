@@ -1,0 +1,243 @@
+//! The recording's encoder, synchronous and I/O-agnostic: events in, asciicast v3 lines
+//! batched into independent zstd frames out. The writer task drives it against a file;
+//! the benchmarks drive it against memory.
+//!
+//! Chunks of output (or input) arriving in the same millisecond are merged into one event:
+//! players show at most one frame per 1/60 s anyway, and a big `cat` then costs one JSON
+//! line per millisecond instead of one per SSH packet.
+
+use std::io::Write;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::Event;
+use super::asciicast::{EventClock, Header, Term, Utf8Carry, close_event, escape_into, open_event, push_event};
+use crate::config::RecordingConfig;
+
+/// Pending encoded text that closes a frame before the flush interval is up: large enough
+/// for good compression, small enough that a busy session's memory stays flat.
+pub const FRAME_BYTES: usize = 256 * 1024;
+
+/// Longest merged event, so that one event never holds a frame's worth of text.
+const MERGE_BYTES: usize = 64 * 1024;
+
+/// What a finished recording reports to its session.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Raw bytes the vendor sent.
+    pub bytes_in: u64,
+    /// Raw bytes the target sent (stdout and stderr).
+    pub bytes_out: u64,
+    pub exit_status: Option<i64>,
+    pub command: Option<String>,
+    /// Set when writing failed; the session was ended because of it.
+    pub error: Option<String>,
+}
+
+/// An output or input event still open for merging: its line is written up to the data,
+/// which is escaped straight into the frame buffer as chunks arrive.
+struct Open {
+    code: &'static str,
+    /// Where the event's data starts in the buffer.
+    start: usize,
+}
+
+pub struct Encoder {
+    title: String,
+    started: DateTime<Utc>,
+    level: i32,
+    header: Option<Header>,
+    pending_term: Term,
+    clock: EventClock,
+    stdout: Utf8Carry,
+    stderr: Utf8Carry,
+    input: Utf8Carry,
+    open: Option<Open>,
+    buf: Vec<u8>,
+    /// Created at the first frame and kept: a context per frame would cost more than the
+    /// compression of a small frame.
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    compressed: Vec<u8>,
+    pub summary: Summary,
+}
+
+impl Encoder {
+    pub fn new(title: String, started: DateTime<Utc>, config: RecordingConfig, start: Instant) -> Encoder {
+        Encoder {
+            title,
+            started,
+            level: config.zstd_level,
+            header: None,
+            pending_term: Term { cols: 80, rows: 24, kind: None },
+            clock: EventClock::new(start),
+            stdout: Utf8Carry::default(),
+            stderr: Utf8Carry::default(),
+            input: Utf8Carry::default(),
+            open: None,
+            buf: Vec::with_capacity(4096),
+            compressor: None,
+            compressed: Vec::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    /// Encodes one event that happened at `at`; writes a frame to `out` when enough text
+    /// is pending.
+    pub fn encode(&mut self, at: Instant, event: Event, out: &mut impl Write) -> std::io::Result<()> {
+        match event {
+            Event::Start { term, command } => {
+                self.summary.command.clone_from(&command);
+                self.write_header(Some(term), command);
+                return Ok(());
+            }
+            Event::Resize { cols, rows } if self.header.is_none() => {
+                self.pending_term.cols = cols;
+                self.pending_term.rows = rows;
+                return Ok(());
+            }
+            _ => {}
+        }
+        if self.header.is_none() {
+            self.write_header(None, None);
+        }
+        let interval = self.clock.interval_ms(at);
+        match event {
+            Event::Output(data) => {
+                self.summary.bytes_out += data.len() as u64;
+                self.append(Stream::Stdout, interval, &data);
+            }
+            Event::Stderr(data) => {
+                self.summary.bytes_out += data.len() as u64;
+                self.append(Stream::Stderr, interval, &data);
+            }
+            Event::Input(data) => {
+                self.summary.bytes_in += data.len() as u64;
+                self.append(Stream::Input, interval, &data);
+            }
+            Event::Resize { cols, rows } => self.push_closed(interval, "r", &format!("{cols}x{rows}")),
+            Event::Exit(status) => {
+                self.summary.exit_status = Some(status);
+                self.push_closed(interval, "x", &status.to_string());
+            }
+            Event::Marker(label) => self.push_closed(interval, "m", &label),
+            Event::Start { .. } => {}
+        }
+        if self.buf.len() >= FRAME_BYTES { self.flush(out) } else { Ok(()) }
+    }
+
+    /// Decodes `data` into the open event of its kind, continuing it when it is the same
+    /// kind in the same millisecond, else closing it and opening a new one.
+    fn append(&mut self, stream: Stream, interval: u64, data: &[u8]) {
+        let code = if stream == Stream::Input { "i" } else { "o" };
+        let continues = matches!(&self.open,
+            Some(open) if open.code == code && interval == 0 && self.buf.len() - open.start < MERGE_BYTES);
+        if !continues {
+            self.close_open();
+            open_event(&mut self.buf, interval, code);
+            self.open = Some(Open { code, start: self.buf.len() });
+        }
+        let Encoder { buf, stdout, stderr, input, .. } = self;
+        let carry = match stream {
+            Stream::Stdout => stdout,
+            Stream::Stderr => stderr,
+            Stream::Input => input,
+        };
+        carry.decode_with(data, |piece| escape_into(buf, piece));
+    }
+
+    fn close_open(&mut self) {
+        if self.open.take().is_some() {
+            close_event(&mut self.buf);
+        }
+    }
+
+    fn push_closed(&mut self, interval: u64, code: &str, data: &str) {
+        self.close_open();
+        push_event(&mut self.buf, interval, code, data);
+    }
+
+    fn write_header(&mut self, term: Option<Term>, command: Option<String>) {
+        let mut term = term.unwrap_or_else(|| self.pending_term.clone());
+        if term.cols == 0 || term.rows == 0 {
+            term.cols = self.pending_term.cols;
+            term.rows = self.pending_term.rows;
+        }
+        let header = Header::new(term, self.started.timestamp(), command, self.title.clone());
+        // A header always serializes; the fallback keeps the line valid JSON regardless.
+        let line = serde_json::to_string(&header).unwrap_or_else(|_| "{\"version\":3}".into());
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+        self.header = Some(header);
+    }
+
+    /// Closes the pending text as one independent zstd frame and writes it to `out`.
+    pub fn flush(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        self.close_open();
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.compressor.is_none() {
+            self.compressor = Some(zstd::bulk::Compressor::new(self.level)?);
+        }
+        let Some(compressor) = self.compressor.as_mut() else { return Ok(()) };
+        self.compressed.clear();
+        self.compressed.reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
+        compressor.compress_to_buffer(&self.buf, &mut self.compressed)?;
+        out.write_all(&self.compressed)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Ends the recording: whatever UTF-8 is still carried, and the last frame.
+    pub fn finish(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if self.header.is_none() {
+            self.write_header(None, None);
+        }
+        let mut tail = String::new();
+        self.stdout.finish(&mut tail);
+        self.stderr.finish(&mut tail);
+        if !tail.is_empty() {
+            let interval = self.clock.interval_ms(Instant::now());
+            self.push_closed(interval, "o", &tail);
+        }
+        self.flush(out)
+    }
+}
+
+/// Each stream keeps its own UTF-8 carry (stdout and stderr interleave).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+    Input,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    #[test]
+    fn same_millisecond_chunks_merge_and_frames_decode() {
+        let start = Instant::now();
+        let mut enc = Encoder::new("t".into(), Utc::now(), RecordingConfig::default(), start);
+        let mut file = Vec::new();
+        let at = |ms| start + Duration::from_millis(ms);
+        enc.encode(at(5), Event::Output(Bytes::from_static(b"ab")), &mut file).unwrap();
+        enc.encode(at(5), Event::Output(Bytes::from_static(b"c\xc3")), &mut file).unwrap();
+        enc.encode(at(5), Event::Input(Bytes::from_static(b"x")), &mut file).unwrap();
+        enc.encode(at(7), Event::Output(Bytes::from_static(b"\xa4d")), &mut file).unwrap();
+        enc.flush(&mut file).unwrap();
+        enc.encode(at(9), Event::Exit(0), &mut file).unwrap();
+        enc.finish(&mut file).unwrap();
+        let text = String::from_utf8(zstd::decode_all(&file[..]).unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            vec!["[0.005, \"o\", \"abc\"]", "[0.000, \"i\", \"x\"]", "[0.002, \"o\", \"äd\"]", "[0.002, \"x\", \"0\"]"]
+        );
+        assert_eq!(enc.summary.bytes_out, 6);
+    }
+}
