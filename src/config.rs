@@ -176,7 +176,7 @@ pub struct RecordingConfig {
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        RecordingConfig { zstd_level: 3, flush_interval: Duration::from_millis(1000) }
+        RecordingConfig { zstd_level: 1, flush_interval: Duration::from_millis(1000) }
     }
 }
 
@@ -217,7 +217,7 @@ impl Config {
         let data_dir = base.join(raw.server.data_dir.unwrap_or_else(|| PathBuf::from("data")));
         let recordings_dir = base.join(raw.server.recordings_dir.unwrap_or_else(|| PathBuf::from("recordings")));
 
-        let zstd_level = raw.recording.zstd_level.unwrap_or(3);
+        let zstd_level = raw.recording.zstd_level.unwrap_or(1);
         if !(1..=19).contains(&zstd_level) {
             return Err(invalid(format!("recording.zstd_level: {zstd_level} is not within 1..=19")));
         }

@@ -23,6 +23,7 @@
 //! - [`scheduler`]: window edges, warnings and ends of running sessions, mail delivery.
 //! - [`gate`]: the SSH server facing vendors; a thin russh handler that hands work on.
 //! - [`session`]: one admitted login: upstream connection, channel relays, recordings.
+//! - [`ssh`]: SSH settings both sides share (cipher preference by CPU).
 //! - [`upstream`]: the SSH client facing the target, with host-key pinning.
 //! - [`recording`]: asciicast v3 writer (zstd frames), tolerant reader and exports.
 //! - [`id`]: short, unique, time-sortable session ids.
@@ -45,6 +46,7 @@ pub mod policy;
 pub mod recording;
 pub mod scheduler;
 pub mod session;
+pub mod ssh;
 pub mod store;
 pub mod upstream;
 

@@ -18,6 +18,16 @@ use crate::recording::asciicast::Utf8Carry;
 /// emulator) this far behind is resynchronised; the relay never waits on it.
 const RING_FRAMES: usize = 1024;
 
+/// The emulator wakes up this often and parses what arrived meanwhile (and at once when
+/// someone joins). It is the lowest-priority work of a session: never per frame.
+const EMULATOR_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// At most this much of the newest output is parsed per tick. A big `cat` streaming past
+/// brings megabytes per tick; the screen a joiner needs is made by the last few dozen KiB
+/// of such output (a screenful with its colours), and parsing all of it would cost a core
+/// for nothing.
+const CATCH_UP_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, Clone)]
 pub enum Frame {
     Output(Bytes),
@@ -95,23 +105,21 @@ async fn emulate(
     mut joins: mpsc::Receiver<oneshot::Sender<Joined>>,
 ) {
     let mut screen = Screen::new(cols, rows);
+    let mut tick = tokio::time::interval(EMULATOR_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            frame = rx.recv() => match frame {
-                Ok((seq, frame)) => screen.apply(seq, &frame),
-                // Output came faster than the emulator parses (a huge `cat`): the screen
-                // misses some of it until the next full redraw. The vendor is unaffected.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
+            _ = tick.tick() => {
+                if !catch_up(&mut rx, &mut screen) {
+                    return;
+                }
+            }
             join = joins.recv() => {
                 let Some(reply) = join else { return };
                 // Subscribe first, then catch up: every frame after the dump's sequence
                 // number is in the new receiver.
                 let frames = tx.subscribe();
-                while let Ok((seq, frame)) = rx.try_recv() {
-                    screen.apply(seq, &frame);
-                }
+                catch_up(&mut rx, &mut screen);
                 let _ = reply.send(Joined {
                     dump: screen.vt.dump(),
                     seq: screen.seq,
@@ -122,6 +130,45 @@ async fn emulate(
             }
         }
     }
+}
+
+/// Parses what arrived since the last call: all of it, or only the newest frames when a
+/// flood came by (resizes are always applied: they shape the screen). False once the
+/// mirror is gone.
+fn catch_up(rx: &mut broadcast::Receiver<(u64, Frame)>, screen: &mut Screen) -> bool {
+    use broadcast::error::TryRecvError;
+    let mut tail: std::collections::VecDeque<(u64, Bytes)> = std::collections::VecDeque::new();
+    let mut tail_bytes = 0;
+    let open = loop {
+        match rx.try_recv() {
+            Ok((seq, Frame::Output(data))) => {
+                tail_bytes += data.len();
+                tail.push_back((seq, data));
+                while tail_bytes > CATCH_UP_BYTES && tail.len() > 1 {
+                    if let Some((seq, dropped)) = tail.pop_front() {
+                        tail_bytes -= dropped.len();
+                        screen.seq = seq;
+                    }
+                }
+            }
+            Ok((seq, frame)) => {
+                // A resize shapes the screen: apply what came before it, then it.
+                for (seq, data) in tail.drain(..) {
+                    screen.apply(seq, &Frame::Output(data));
+                }
+                tail_bytes = 0;
+                screen.apply(seq, &frame);
+            }
+            // Fell out of the ring: same as skipping.
+            Err(TryRecvError::Lagged(_)) => continue,
+            Err(TryRecvError::Empty) => break true,
+            Err(TryRecvError::Closed) => break false,
+        }
+    };
+    for (seq, data) in tail {
+        screen.apply(seq, &Frame::Output(data));
+    }
+    open
 }
 
 struct Screen {

@@ -125,6 +125,7 @@ fn client_config() -> client::Config {
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 4,
         nodelay: true,
+        preferred: crate::ssh::upstream_preferred(),
         ..Default::default()
     }
 }

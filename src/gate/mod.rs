@@ -104,6 +104,7 @@ impl Gate {
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_max: 4,
             nodelay: true,
+            preferred: crate::ssh::gate_preferred(),
             ..Default::default()
         }
     }

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# End to end, side by side in one run: the real OpenSSH client streaming a large
+# log-like file (`cat`) straight from a real sshd, and the same through chaperone
+# (release build, recording on). Reports MB/s of both and the ratio, chaperone's CPU
+# seconds per GB against `zstd -1` on the same file, the recording's size, peak RSS,
+# how long a session takes to close, and the added keystroke echo latency.
+# Everything runs on loopback. Usage: benches/e2e.sh [SIZE_MB] (default 512).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MB=${1:-512}
+RUNS=${RUNS:-3}
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || { echo "needs openssh-server (scripts/test installs it)"; exit 1; }
+cargo build --release -q
+BIN=$PWD/target/release/chaperone
+W=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ME=$(id -un)
+
+# A log-like corpus: 8 MiB generated, repeated (zstd's windows at levels 1–3 are smaller).
+python3 - "$W/chunk" <<'PY'
+import random, sys
+random.seed(1)
+words = "error warning info debug kernel systemd sshd cron nginx postgres connection accepted closed user root session opened invoice batch Größe".split()
+out = []
+size = 0
+i = 0
+while size < 8 * 1024 * 1024:
+    if i % 7 == 0:
+        line = f"\x1b[1;33mwarning\x1b[0m: unused variable `{random.choice(words)}` at src/{random.choice(words)}.rs:{random.randint(1,999)}\n"
+    else:
+        line = f"Dec  3 10:{i%60:02d}:{(i*7)%60:02d} erp01 {random.choice(words)}[{random.randint(100,9999)}]: " + " ".join(random.choice(words) for _ in range(random.randint(3, 14))) + f" id={random.randint(0, 10**9)}\n"
+    out.append(line); size += len(line.encode()); i += 1
+open(sys.argv[1], "w").write("".join(out))
+PY
+for _ in $(seq 1 $((SIZE_MB / 8))); do cat "$W/chunk"; done > "$W/corpus"
+BYTES=$(stat -c %s "$W/corpus")
+
+# Target sshd.
+ssh-keygen -q -t ed25519 -N '' -f "$W/host"
+ssh-keygen -q -t ed25519 -N '' -f "$W/vendor"
+ssh-keygen -q -t ed25519 -N '' -f "$W/tech"
+mkdir -p "$W/config" /run/sshd
+cat > "$W/config/chaperone.toml" <<TOML
+[server]
+data_dir = "../data"
+recordings_dir = "../recordings"
+[recording]
+zstd_level = ${ZSTD_LEVEL:-1}
+[policy]
+require_supervisor = false
+require_acknowledgements = false
+TOML
+C="$BIN --config $W/config/chaperone.toml"
+$C keys | sed -n 's/^upstream key[^:]*: //p' > "$W/authorized_keys"
+cat "$W/vendor.pub" >> "$W/authorized_keys"
+SSHD_PORT=$(free_port)
+cat > "$W/sshd_config" <<CFG
+Port $SSHD_PORT
+ListenAddress 127.0.0.1
+HostKey $W/host
+AuthorizedKeysFile $W/authorized_keys
+StrictModes no
+UsePAM no
+PidFile none
+PermitRootLogin yes
+LogLevel ERROR
+CFG
+/usr/sbin/sshd -D -e -f "$W/sshd_config" 2>"$W/sshd.log" & PIDS+=($!)
+
+$C client add bench --email bench@example.org >/dev/null
+$C tech add ops --email ops@example.org --key "$W/tech.pub" >/dev/null
+$C vendor add acme --email acme@example.org --key "$W/vendor.pub" >/dev/null
+$C target add erp01 --address "127.0.0.1:$SSHD_PORT" --host-key "$(cat "$W/host.pub")" --account "$ME" --client bench >/dev/null
+START=$(TZ=Europe/Berlin date -d '-1 minute' '+%Y-%m-%d %H:%M')
+END=$(TZ=Europe/Berlin date -d '+11 hours' '+%Y-%m-%d %H:%M')
+printf '# Benchmark\n- stream the corpus\n' > "$W/plan.md"
+B=$($C booking create --vendor acme --target erp01 --account "$ME" --start "$START" --end "$END" --plan "$W/plan.md" --emergency benchmark --by ops)
+$C booking approve "$B" --by ops >/dev/null
+
+$C serve --listen 127.0.0.1:0 > "$W/serve.out" 2> "$W/serve.log" & CHAP=$!; PIDS+=($CHAP)
+for _ in $(seq 1 100); do grep -q "listening on" "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
+CHAP_PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$W/serve.out")
+OPTS=(-o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -i "$W/vendor")
+direct() { ssh "${OPTS[@]}" -p "$SSHD_PORT" "$ME@127.0.0.1" "$@"; }
+via() { ssh "${OPTS[@]}" -p "$CHAP_PORT" acme:erp01@127.0.0.1 "$@"; }
+cpu() { awk '{print $14 + $15}' "/proc/$CHAP/stat"; }
+TICK=$(getconf CLK_TCK)
+now() { date +%s.%N; }
+
+direct true; via true   # warm up (keys, page cache)
+if [ -n "${PERF:-}" ]; then
+    # Where chaperone's CPU goes while streaming: PERF=1 benches/e2e.sh
+    perf record -q -g -o "$W/perf.data" -p "$CHAP" -- sleep 4 >/dev/null 2>&1 &
+    PERF_PID=$!
+    sleep 0.2; via "cat $W/corpus" > /dev/null; wait "$PERF_PID" || true
+    perf report -i "$W/perf.data" --no-children --percent-limit 1.5 --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
+fi
+best_direct=999999; best_via=999999; cpu_via=0
+for _ in $(seq 1 "$RUNS"); do
+    t0=$(now); direct "cat $W/corpus" > /dev/null; t1=$(now)
+    best_direct=$(echo "$best_direct $t1 $t0" | awk '{d=$2-$3; print (d<$1)?d:$1}')
+    c0=$(cpu); t0=$(now); via "cat $W/corpus" > /dev/null; t1=$(now); c1=$(cpu)
+    best_via=$(echo "$best_via $t1 $t0" | awk '{d=$2-$3; print (d<$1)?d:$1}')
+    cpu_via=$(echo "$cpu_via $c1 $c0 $TICK" | awk '{print $1 + ($2-$3)/$4}')
+done
+zstd_cpu=$( { /usr/bin/time -f "%U %S" zstd -1 -q -c "$W/corpus" > /dev/null; } 2>&1 | awk '{print $1+$2}')
+cast=$(ls -t "$W"/recordings/*/*/*/session.cast.zst | head -1)
+rec_bytes=$(stat -c %s "$cast")
+rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$CHAP/status")
+
+# Closing: a trivial command through chaperone vs direct (connection set-up and close).
+close_direct=999; close_via=999
+for _ in 1 2 3 4 5; do
+    t0=$(now); direct true; t1=$(now); close_direct=$(echo "$close_direct $t1 $t0" | awk '{d=$2-$3; print (d<$1)?d:$1}')
+    t0=$(now); via true; t1=$(now); close_via=$(echo "$close_via $t1 $t0" | awk '{d=$2-$3; print (d<$1)?d:$1}')
+done
+
+# Keystroke echo latency: single bytes through a pty running `cat`, alternating direct and via.
+latency=$(python3 - "$SSHD_PORT" "$CHAP_PORT" "$ME" "$W/vendor" <<'PY'
+import os, pty, sys, time, select, statistics
+sshd, chap, me, key = sys.argv[1:5]
+opts = ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i", key, "-tt"]
+def spawn(port, user):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp("ssh", ["ssh", *opts, "-p", port, f"{user}@127.0.0.1", "stty raw -echo; cat"])
+    return fd
+def read_until(fd, want, timeout=10):
+    buf = b""; end = time.time() + timeout
+    while want not in buf and time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r: buf += os.read(fd, 4096)
+    return buf
+import tty
+fds = {"direct": spawn(sshd, me), "via": spawn(chap, "acme:erp01")}
+for fd in fds.values():
+    tty.setraw(fd)
+for fd in fds.values():
+    os.write(fd, b"R"); read_until(fd, b"R")
+samples = {"direct": [], "via": []}
+for i in range(300):
+    for name, fd in fds.items():
+        ch = bytes([97 + i % 26])
+        t = time.perf_counter(); os.write(fd, ch); read_until(fd, ch); samples[name].append((time.perf_counter() - t) * 1000)
+def q(xs, p): xs = sorted(xs); return xs[min(len(xs) - 1, int(p * len(xs)))]
+d, v = samples["direct"], samples["via"]
+print(f"{q(d,.5):.3f} {q(v,.5):.3f} {q(d,.99):.3f} {q(v,.99):.3f}")
+PY
+)
+read -r lat_d50 lat_v50 lat_d99 lat_v99 <<<"$latency"
+
+awk -v bytes="$BYTES" -v d="$best_direct" -v v="$best_via" -v cpu="$cpu_via" -v runs="$RUNS" -v z="$zstd_cpu" \
+    -v rec="$rec_bytes" -v rss="$rss_kb" -v cd="$close_direct" -v cv="$close_via" \
+    -v l50d="$lat_d50" -v l50v="$lat_v50" -v l99d="$lat_d99" -v l99v="$lat_v99" -v level="${ZSTD_LEVEL:-1}" 'BEGIN {
+    gb = bytes / 1e9
+    printf "corpus: %.0f MB of log-like terminal output; recording at zstd level %d\n", bytes / 1e6, level
+    printf "direct ssh → sshd:            %7.1f MB/s\n", bytes / d / 1e6
+    printf "via chaperone (recording on): %7.1f MB/s   ratio %.2f (target ≥ 0.5)\n", bytes / v / 1e6, d / v
+    printf "chaperone CPU: %.2f s per GB; zstd -1: %.2f s per GB; ratio %.2f (target ≤ 3)\n", cpu / (gb * runs), z / gb, (cpu / (gb * runs)) / (z / gb)
+    printf "recording: %.3f × the raw bytes (target ≤ 0.35)\n", rec / bytes
+    printf "peak RSS of chaperone: %.1f MiB\n", rss / 1024
+    printf "a trivial command, connect to close: direct %.0f ms, via %.0f ms\n", cd * 1000, cv * 1000
+    printf "keystroke echo: p50 direct %.3f ms, via %.3f ms (+%.3f, target ≤ 0.3); p99 direct %.3f ms, via %.3f ms (+%.3f, target ≤ 1)\n", l50d, l50v, l50v - l50d, l99d, l99v, l99v - l99d
+}'
