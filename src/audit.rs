@@ -64,6 +64,20 @@ pub struct Entry {
     pub hash: String,
 }
 
+impl Entry {
+    /// The event as it was appended (what the hash covers, with id and time).
+    pub fn event(&self) -> Event {
+        Event {
+            kind: self.kind.clone(),
+            actor: self.actor.clone(),
+            booking: self.booking,
+            vendor: self.vendor.clone(),
+            session: self.session.clone(),
+            detail: self.detail.clone(),
+        }
+    }
+}
+
 /// The hash of an entry: SHA-256 over the previous hash and the entry's fields as a JSON
 /// array (unambiguous, whatever the fields contain).
 pub fn entry_hash(prev_hash: &str, id: i64, at: DateTime<Utc>, event: &Event) -> String {
@@ -101,15 +115,7 @@ pub fn verify(entries: &[Entry]) -> Result<(), ChainError> {
         if e.prev_hash != prev_hash {
             return Err(ChainError::Broken { id: e.id, previous });
         }
-        let event = Event {
-            kind: e.kind.clone(),
-            actor: e.actor.clone(),
-            booking: e.booking,
-            vendor: e.vendor.clone(),
-            session: e.session.clone(),
-            detail: e.detail.clone(),
-        };
-        if entry_hash(&e.prev_hash, e.id, e.at, &event) != e.hash {
+        if entry_hash(&e.prev_hash, e.id, e.at, &e.event()) != e.hash {
             return Err(ChainError::Altered { id: e.id });
         }
         prev_hash = e.hash.clone();

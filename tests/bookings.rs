@@ -107,18 +107,7 @@ fn window_is_enforced_from_refusal_to_warnings_to_close_and_confirmed_by_mail() 
     assert!(parsed.contains("Supervising: alice") && parsed.contains("1. stop erp"), "{parsed}");
 
     let stderr_path = w.path("session.stderr");
-    let mut session = w
-        .vendor
-        .ssh(&w.bastion, "acme:erp01")
-        .arg("echo started; sleep 300")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(session.stdout.take().unwrap()), &mut first).unwrap();
-    assert_eq!(first, "started\n");
+    let mut session = w.start_long_session(std::fs::File::create(&stderr_path).unwrap().into());
 
     for (clock, expected) in [
         ("2026-12-03T09:50:00+01:00", "ends in 10 minutes (at 10:00 Europe/Berlin)"),
@@ -166,17 +155,7 @@ fn window_is_enforced_from_refusal_to_warnings_to_close_and_confirmed_by_mail() 
 #[test]
 fn cancelling_ends_the_live_session_at_once() {
     let w = World::new();
-    let mut session = w
-        .vendor
-        .ssh(&w.bastion, "acme:erp01")
-        .arg("echo started; sleep 300")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(session.stdout.take().unwrap()), &mut first).unwrap();
+    let session = w.start_long_session(Stdio::piped());
     w.bastion.ok(&["booking", "cancel", "B-1", "--reason", "vendor unavailable", "--by", "alice"]);
     let started = Instant::now();
     let out = session.wait_with_output().unwrap();

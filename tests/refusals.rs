@@ -43,19 +43,7 @@ fn unknown_and_unbooked_targets_and_accounts_are_refused() {
     assert!(err.contains("chaperone: unknown target \"erp99\""), "{err}");
     let err = refused(&w, &w.vendor, "acme:erp01:admin");
     assert!(err.contains("chaperone: booking B-1 is for account"), "{err}");
-    w.bastion.ok(&[
-        "target",
-        "add",
-        "erp02",
-        "--address",
-        &w.sshd.address(),
-        "--host-key",
-        &w.sshd.host_key_pub,
-        "--account",
-        &w.account,
-        "--client",
-        "globex",
-    ]);
+    w.add_target("erp02", &w.sshd.address(), &w.sshd.host_key_pub, &[&w.account]);
     let err = refused(&w, &w.vendor, "acme:erp02");
     assert!(err.contains("chaperone: no booking for acme on erp02 now; no approved window ahead"), "{err}");
     let audit = w.bastion.ok(&["audit", "--vendor", "acme"]);
@@ -71,21 +59,7 @@ fn the_booking_decides_target_and_account() {
 
     // A second target, booked as `nobody`: the login must now name the target, and the
     // account is the booked one, whatever the login asks for.
-    w.bastion.ok(&[
-        "target",
-        "add",
-        "erp02",
-        "--address",
-        &w.sshd.address(),
-        "--host-key",
-        &w.sshd.host_key_pub,
-        "--account",
-        "nobody",
-        "--account",
-        &w.account,
-        "--client",
-        "globex",
-    ]);
+    w.add_target("erp02", &w.sshd.address(), &w.sshd.host_key_pub, &["nobody", &w.account]);
     w.book_now("erp02", "nobody");
     let err = refused(&w, &w.vendor, "acme");
     assert!(err.contains("bookings on 2 targets now"), "{err}");
@@ -107,37 +81,13 @@ fn host_key_mismatch_and_unreachable_target_are_refused() {
     let other = w.path("other_host_key");
     keygen(&other);
     let wrong_key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
-    w.bastion.ok(&[
-        "target",
-        "add",
-        "spoofed",
-        "--address",
-        &w.sshd.address(),
-        "--host-key",
-        wrong_key.trim(),
-        "--account",
-        &w.account,
-        "--client",
-        "globex",
-    ]);
+    w.add_target("spoofed", &w.sshd.address(), wrong_key.trim(), &[&w.account]);
     w.book_now("spoofed", &w.account);
     let err = refused(&w, &w.vendor, "acme:spoofed");
     assert!(err.contains("host key mismatch: expected SHA256:"), "{err}");
 
     let closed = free_port();
-    w.bastion.ok(&[
-        "target",
-        "add",
-        "down",
-        "--address",
-        &format!("127.0.0.1:{closed}"),
-        "--host-key",
-        &w.sshd.host_key_pub,
-        "--account",
-        &w.account,
-        "--client",
-        "globex",
-    ]);
+    w.add_target("down", &format!("127.0.0.1:{closed}"), &w.sshd.host_key_pub, &[&w.account]);
     w.book_now("down", &w.account);
     let err = refused(&w, &w.vendor, "acme:down");
     assert!(err.contains("target \"down\"") && err.contains("unreachable"), "{err}");

@@ -222,12 +222,7 @@ impl Store {
     }
 
     pub fn client_list(&self) -> Result<Vec<Client>> {
-        let names: Vec<String> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT name FROM clients ORDER BY name")?;
-            stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
-        };
-        names.iter().filter_map(|n| self.client(n).transpose()).collect()
+        self.all_by_name("clients", |n| self.client(n))
     }
 
     // ---- technicians ---------------------------------------------------------------
@@ -285,12 +280,7 @@ impl Store {
     }
 
     pub fn tech_list(&self) -> Result<Vec<Technician>> {
-        let names: Vec<String> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT name FROM technicians ORDER BY name")?;
-            stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
-        };
-        names.iter().filter_map(|n| self.tech(n).transpose()).collect()
+        self.all_by_name("technicians", |n| self.tech(n))
     }
 
     pub fn tech_set_enabled(&self, name: &str, enabled: bool) -> Result<()> {

@@ -123,6 +123,17 @@ impl Store {
         Ok(Store { conn: Mutex::new(conn) })
     }
 
+    /// Every row of `table` (which has a `name` key), read whole by `get`, in name order.
+    fn all_by_name<T>(&self, table: &str, get: impl Fn(&str) -> Result<Option<T>>) -> Result<Vec<T>> {
+        let names: Vec<String> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(&format!("SELECT name FROM {table} ORDER BY name"))?;
+            stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+        };
+        // A row removed in between is simply not listed.
+        names.iter().filter_map(|n| get(n).transpose()).collect()
+    }
+
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions
         // roll back), so a poisoned lock is still usable.
@@ -168,12 +179,7 @@ impl Store {
     }
 
     pub fn vendor_list(&self) -> Result<Vec<Vendor>> {
-        let names: Vec<String> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT name FROM vendors ORDER BY name")?;
-            stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
-        };
-        names.iter().filter_map(|n| self.vendor(n).transpose()).collect()
+        self.all_by_name("vendors", |n| self.vendor(n))
     }
 
     pub fn vendor(&self, name: &str) -> Result<Option<Vendor>> {
@@ -267,12 +273,7 @@ impl Store {
     }
 
     pub fn target_list(&self) -> Result<Vec<Target>> {
-        let names: Vec<String> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT name FROM targets ORDER BY name")?;
-            stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
-        };
-        names.iter().filter_map(|n| self.target(n).transpose()).collect()
+        self.all_by_name("targets", |n| self.target(n))
     }
 
     pub fn target(&self, name: &str) -> Result<Option<Target>> {

@@ -364,6 +364,33 @@ impl World {
         id
     }
 
+    /// Registers a target of client `globex` at `address`, pinned to `host_key`.
+    pub fn add_target(&self, name: &str, address: &str, host_key: &str, accounts: &[&str]) {
+        let mut args = vec!["target", "add", name, "--address", address, "--host-key", host_key, "--client", "globex"];
+        for account in accounts {
+            args.extend(["--account", account]);
+        }
+        self.bastion.ok(&args);
+    }
+
+    /// Starts `ssh acme:erp01@bastion 'echo started; sleep 300'` (stderr to `stderr`) and
+    /// waits until the command runs on the target.
+    pub fn start_long_session(&self, stderr: Stdio) -> std::process::Child {
+        let mut child = self
+            .vendor
+            .ssh(&self.bastion, "acme:erp01")
+            .arg("echo started; sleep 300")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        assert_eq!(first, "started\n", "the session did not start");
+        child
+    }
+
     /// `ssh alice@bastion COMMAND` (the technician's console), waiting for it.
     pub fn console(&self, command: &str) -> Output {
         self.tech.ssh(&self.bastion, "alice").arg(command).stdin(Stdio::null()).output().unwrap()
