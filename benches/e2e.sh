@@ -9,16 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${1:-512}
 RUNS=${RUNS:-3}
-command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || { echo "needs openssh-server (scripts/test installs it)"; exit 1; }
-cargo build --release -q
-BIN=$PWD/target/release/chaperone
-W=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ME=$(id -un)
+source benches/lib.sh
+bench_setup
 
 # A log-like corpus: 8 MiB generated, repeated (zstd's windows at levels 1–3 are smaller).
 python3 - "$W/chunk" <<'PY'
@@ -38,58 +30,6 @@ open(sys.argv[1], "w").write("".join(out))
 PY
 for _ in $(seq 1 $((SIZE_MB / 8))); do cat "$W/chunk"; done > "$W/corpus"
 BYTES=$(stat -c %s "$W/corpus")
-
-# Target sshd.
-ssh-keygen -q -t ed25519 -N '' -f "$W/host"
-ssh-keygen -q -t ed25519 -N '' -f "$W/vendor"
-ssh-keygen -q -t ed25519 -N '' -f "$W/tech"
-mkdir -p "$W/config" /run/sshd
-cat > "$W/config/chaperone.toml" <<TOML
-[server]
-data_dir = "../data"
-recordings_dir = "../recordings"
-[recording]
-zstd_level = ${ZSTD_LEVEL:-1}
-[policy]
-require_supervisor = false
-require_acknowledgements = false
-TOML
-C="$BIN --config $W/config/chaperone.toml"
-$C keys | sed -n 's/^upstream key[^:]*: //p' > "$W/authorized_keys"
-cat "$W/vendor.pub" >> "$W/authorized_keys"
-SSHD_PORT=$(free_port)
-cat > "$W/sshd_config" <<CFG
-Port $SSHD_PORT
-ListenAddress 127.0.0.1
-HostKey $W/host
-AuthorizedKeysFile $W/authorized_keys
-StrictModes no
-UsePAM no
-PidFile none
-PermitRootLogin yes
-LogLevel ERROR
-CFG
-/usr/sbin/sshd -D -e -f "$W/sshd_config" 2>"$W/sshd.log" & PIDS+=($!)
-
-$C client add bench --email bench@example.org >/dev/null
-$C tech add ops --email ops@example.org --key "$W/tech.pub" >/dev/null
-$C vendor add acme --email acme@example.org --key "$W/vendor.pub" >/dev/null
-$C target add erp01 --address "127.0.0.1:$SSHD_PORT" --host-key "$(cat "$W/host.pub")" --account "$ME" --client bench >/dev/null
-START=$(TZ=Europe/Berlin date -d '-1 minute' '+%Y-%m-%d %H:%M')
-END=$(TZ=Europe/Berlin date -d '+11 hours' '+%Y-%m-%d %H:%M')
-printf '# Benchmark\n- stream the corpus\n' > "$W/plan.md"
-B=$($C booking create --vendor acme --target erp01 --account "$ME" --start "$START" --end "$END" --plan "$W/plan.md" --emergency benchmark --by ops)
-$C booking approve "$B" --by ops >/dev/null
-
-$C serve --listen 127.0.0.1:0 > "$W/serve.out" 2> "$W/serve.log" & CHAP=$!; PIDS+=($CHAP)
-for _ in $(seq 1 100); do grep -q "listening on" "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
-CHAP_PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$W/serve.out")
-OPTS=(-o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -i "$W/vendor")
-direct() { ssh "${OPTS[@]}" -p "$SSHD_PORT" "$ME@127.0.0.1" "$@"; }
-via() { ssh "${OPTS[@]}" -p "$CHAP_PORT" acme:erp01@127.0.0.1 "$@"; }
-cpu() { awk '{print $14 + $15}' "/proc/$CHAP/stat"; }
-TICK=$(getconf CLK_TCK)
-now() { date +%s.%N; }
 
 direct true; via true   # warm up (keys, page cache)
 if [ -n "${PERF:-}" ]; then

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Scale: N concurrent recorded sessions through chaperone (interactive-ish: a pty each,
+# a line of output every two seconds), chaperone's RSS in all and per session; then 20
+# sessions streaming 50 MB each at once, and how evenly the bandwidth was shared.
+# Usage: benches/scale.sh [N] (default 200). Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-200}
+source benches/lib.sh
+bench_setup
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$CHAP/status"; }
+live() { ls -d "$W"/recordings/*/*/* 2>/dev/null | wc -l; }
+
+base=$(rss_kb)
+for i in $(seq 1 "$N"); do
+    ssh "${OPTS[@]}" -tt -p "$CHAP_PORT" acme:erp01@127.0.0.1 'while sleep 2; do date; done' </dev/null >/dev/null 2>&1 &
+    PIDS+=($!)
+    if (( i % 25 == 0 )); then sleep 1; fi
+done
+for _ in $(seq 1 180); do [ "$(live)" -ge "$N" ] && break; sleep 1; done
+sleep 6
+loaded=$(rss_kb)
+echo "$(live) concurrent recorded sessions: chaperone RSS $((loaded / 1024)) MiB (idle $((base / 1024)) MiB), $(( (loaded - base) / N )) KiB per session"
+echo "extrapolated to 1,000 sessions: $(( (base + (loaded - base) * 1000 / N) / 1024 )) MiB (target < 2048 MiB)"
+for p in "${PIDS[@]:2}"; do kill "$p" 2>/dev/null || true; done
+
+head -c 50000000 /dev/urandom | base64 > "$W/stream"
+for i in $(seq 1 20); do
+    ( t0=$(date +%s.%N); via "cat $W/stream" >/dev/null; t1=$(date +%s.%N); echo "$t0 $t1" > "$W/t.$i" ) &
+done
+wait_all() { for i in $(seq 1 20); do while [ ! -s "$W/t.$i" ]; do sleep 0.2; done; done; }
+wait_all
+cat "$W"/t.* | awk -v size="$(stat -c %s "$W/stream")" '
+    { d = $2 - $1; r = size / d / 1e6; if (min == "" || r < min) min = r; if (r > max) max = r; sum += r; if ($2 > end) end = $2; if (start == "" || $1 < start) start = $1 }
+    END { printf "20 streams of %.0f MB at once: %.1f MB/s each on average (slowest %.1f, fastest %.1f; fairness %.2f), %.0f MB/s in all\n", size/1e6, sum/NR, min, max, min/max, NR*size/(end-start)/1e6 }'
