@@ -138,13 +138,13 @@ fn already_warned(live: &Live, minutes: i64) -> bool {
 
 /// Window edges and the mails they cause.
 fn windows(gate: &Gate, now: DateTime<Utc>) -> Result<(), StoreError> {
-    for b in gate.store.bookings(None, None)? {
+    for b in gate.store.bookings_due(now)? {
         let due = match b.state {
             BookingState::Approved if b.start <= now && b.opened_at.is_none() => Some(WindowEdge::Open),
             BookingState::Approved if b.end <= now && b.opened_at.is_some() && b.closed_at.is_none() => {
                 Some(WindowEdge::Close)
             }
-            BookingState::Cancelled if b.approved_at.is_some() && b.end > b.cancelled_at.unwrap_or(now) => {
+            BookingState::Cancelled => {
                 queue_mail(gate, &b, Kind::Cancel, now);
                 None
             }

@@ -372,6 +372,21 @@ impl Store {
         Ok(())
     }
 
+    /// Bookings the scheduler may have to act on at `now`: approved ones whose window has
+    /// opened or closed unprocessed, and approved-then-cancelled ones not yet mailed about.
+    pub fn bookings_due(&self, now: DateTime<Utc>) -> Result<Vec<Booking>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "{BOOKING_SELECT} WHERE (state = 'approved' AND ((opened_at IS NULL AND start_at <= ?1)
+                                    OR (opened_at IS NOT NULL AND closed_at IS NULL AND end_at <= ?1)))
+               OR (state = 'cancelled' AND approved_at IS NOT NULL AND end_at > cancelled_at
+                   AND NOT EXISTS (SELECT 1 FROM mails WHERE mails.booking = bookings.id AND mails.kind = 'cancel'))
+             ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([now], booking_from_row)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     pub fn booking_approve(&self, id: i64, by: &str, at: DateTime<Utc>) -> Result<()> {
         self.conn().execute(
             "UPDATE bookings SET state = 'approved', approved_by = ?2, approved_at = ?3 WHERE id = ?1",
