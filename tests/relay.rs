@@ -2,6 +2,7 @@
 //! environment, several channels on one connection.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -143,4 +144,94 @@ fn several_channels_on_one_connection_are_each_recorded() {
     let second = w.bastion.ok(&["recordings", "cat", &id, "--channel", "2"]);
     assert_eq!(first, "first-channel\n");
     assert_eq!(second, "second-channel\n");
+}
+
+/// chaperone's resident memory high-water mark, in KiB.
+fn peak_rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_200_mb_stream_arrives_intact_is_recorded_exactly_and_memory_stays_flat() {
+    let w = World::new();
+    // 200 MB of log-like text (UTF-8, so the recording can reproduce it byte for byte).
+    let source = w.path("big.log");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&source).unwrap());
+        let mut n = 0u64;
+        let mut written = 0;
+        while written < 200_000_000 {
+            let line = format!(
+                "Dec  3 10:{:02}:{:02} erp01 app[{}]: invoice batch {} processed, Größe {} \x1b[32mok\x1b[0m\n",
+                n % 60,
+                n % 59,
+                1000 + n % 9000,
+                n,
+                n * 7
+            );
+            std::io::Write::write_all(&mut out, line.as_bytes()).unwrap();
+            written += line.len();
+            n += 1;
+        }
+    }
+    let expected = sha256_file(&source);
+    let received = w.path("received.log");
+    let out = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .arg(format!("cat {}", source.display()))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&received).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sha256_file(&received), expected, "the stream arrived altered");
+
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let replayed = w.path("replayed.log");
+    let cat = w
+        .bastion
+        .command()
+        .args(["recordings", "cat", &id])
+        .stdout(std::fs::File::create(&replayed).unwrap())
+        .output()
+        .unwrap();
+    assert!(cat.status.success(), "{}", stderr(&cat));
+    assert_eq!(sha256_file(&replayed), expected, "the recording does not decode to the output");
+    let cast = std::fs::metadata(w.folder(&id).join("session.cast.zst")).unwrap().len();
+    assert!(cast < 200_000_000 / 2, "recording of {cast} bytes: not compressed");
+
+    // Streaming 200 MB did not make chaperone hold it: memory stays within a few dozen MB.
+    let peak = peak_rss_kb(w.bastion.pid());
+    assert!(peak < 150 * 1024, "chaperone's peak RSS grew to {peak} KiB");
+}
+
+#[test]
+fn ctrl_c_interrupts_a_flood_promptly() {
+    let w = World::new();
+    let mut ssh = w.vendor.ssh(&w.bastion, "acme:erp01");
+    ssh.arg("-t").env("TERM", "xterm-256color");
+    let mut pty = crate::common::pty::Pty::spawn(ssh, 80, 24);
+    pty.type_text("PS1='rdy> '\r");
+    pty.expect("rdy> ");
+    pty.type_text("yes flood-line-of-text-for-the-terminal\r");
+    pty.expect("flood-line-of-text-for-the-terminal\r\nflood");
+    std::thread::sleep(Duration::from_millis(500));
+    pty.type_text("\x03");
+    pty.type_text("echo after-$((6*7))\r");
+    pty.expect("after-42");
+    pty.type_text("exit\r");
+    assert!(pty.wait(Duration::from_secs(30)).success());
+    let peak = peak_rss_kb(w.bastion.pid());
+    assert!(peak < 150 * 1024, "chaperone's peak RSS grew to {peak} KiB");
 }
