@@ -328,6 +328,16 @@ pub enum RecordingsCommand {
         #[arg(long)]
         channel: Option<usize>,
     },
+    /// Check a session folder against its seal: every sealed byte, every signature.
+    /// Works on a copied folder with only the public key.
+    Verify {
+        /// Session id (or the session's folder).
+        id: String,
+        /// The bastion's signing public key (an OpenSSH line or .pub file); default:
+        /// this bastion's key.
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// Write a session's recording as uncompressed asciicast.
     Export {
         /// Session id (or the session's folder).

@@ -8,6 +8,7 @@ mod common;
 
 mod bookings;
 mod cli;
+mod evidence;
 mod recording;
 mod refusals;
 mod relay;

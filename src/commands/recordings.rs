@@ -51,6 +51,34 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             }
             out.flush()?;
         }
+        RecordingsCommand::Verify { id, key } => {
+            let folder = find_folder(config, store, &id)?;
+            let key = match key {
+                Some(k) => crate::keys::parse_public_key(&k)?,
+                None => {
+                    let own = config.keys_dir().join("signing_ed25519.pub");
+                    crate::keys::parse_public_key(&own.display().to_string()).map_err(|_| {
+                        UserError("no signing key here; give the bastion's public key with --key".into())
+                    })?
+                }
+            };
+            let report = crate::recording::seal::verify(&folder, &key);
+            for (file, bytes) in &report.intact {
+                say!(out, "sealed: {file} ({bytes} bytes)");
+            }
+            for problem in &report.problems {
+                let _ = writeln!(err, "NOT INTACT: {problem}");
+            }
+            if !report.problems.is_empty() {
+                anyhow::bail!("{}: {} problem(s) found", folder.display(), report.problems.len());
+            }
+            say!(
+                out,
+                "intact: {} checkpoints verified with signing key {}",
+                report.checkpoints,
+                crate::keys::fingerprint(&key)
+            );
+        }
         RecordingsCommand::Export { id, format, output, channel } => {
             let folder = find_folder(config, store, &id)?;
             let [path] = select(&folder, Some(channel))?.try_into().map_err(|_| UserError("no such channel".into()))?;

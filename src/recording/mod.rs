@@ -10,6 +10,7 @@ pub mod asciicast;
 pub mod encoder;
 pub mod export;
 pub mod reader;
+pub mod seal;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -86,6 +87,7 @@ impl Recorder {
         title: String,
         started: DateTime<Utc>,
         config: RecordingConfig,
+        sealer: seal::Sealer,
     ) -> Result<(Recorder, tokio::task::JoinHandle<Summary>), RecordingError> {
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -94,7 +96,7 @@ impl Recorder {
             .map_err(|source| RecordingError::Create { path: path.to_path_buf(), source })?;
         let (tx, rx) = mpsc::channel(QUEUE_EVENTS);
         let failed = CancellationToken::new();
-        let task = writer::Writer::new(file, path.to_path_buf(), title, started, config, failed.clone());
+        let task = writer::Writer::new(file, path.to_path_buf(), title, started, config, failed.clone(), sealer);
         let join = tokio::spawn(task.run(rx));
         Ok((Recorder { tx, failed, path: path.to_path_buf() }, join))
     }

@@ -11,11 +11,18 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::encoder::{Encoder, Summary};
+use super::seal::{Hashing, Sealer};
 use super::{Event, RecordingError};
 use crate::config::RecordingConfig;
 
 pub(super) struct Writer {
-    file: File,
+    /// The recording file, hashed as it is written, for the seal.
+    file: Hashing<File>,
+    /// The file's name in the folder, as checkpoints name it.
+    name: String,
+    sealer: Sealer,
+    /// How much of the file the last checkpoint covers.
+    sealed: u64,
     path: PathBuf,
     config: RecordingConfig,
     failed: CancellationToken,
@@ -30,9 +37,21 @@ impl Writer {
         started: DateTime<Utc>,
         config: RecordingConfig,
         failed: CancellationToken,
+        sealer: Sealer,
     ) -> Writer {
         let encoder = Encoder::new(title, started, config, Instant::now());
-        Writer { file, path, config, failed, encoder }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Writer { file: Hashing::new(file), name, sealer, sealed: 0, path, config, failed, encoder }
+    }
+
+    /// A checkpoint for every frame that reached the file since the last one.
+    fn seal(&mut self) -> std::io::Result<()> {
+        if self.file.length == self.sealed {
+            return Ok(());
+        }
+        self.sealer.checkpoint(&self.name, self.file.length, &self.file.digest())?;
+        self.sealed = self.file.length;
+        Ok(())
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<(Instant, Event)>) -> Summary {
@@ -45,13 +64,15 @@ impl Writer {
                     None => break,
                 },
                 _ = tick.tick() => self.encoder.flush(&mut self.file),
-            };
+            }
+            .and_then(|()| self.seal());
             if let Err(err) = result {
                 // Dropping the receiver makes every later `record` fail: fail closed.
                 return self.fail(err);
             }
         }
-        match self.encoder.finish(&mut self.file).and_then(|()| self.file.sync_data()) {
+        match self.encoder.finish(&mut self.file).and_then(|()| self.file.inner.sync_data()).and_then(|()| self.seal())
+        {
             Ok(()) => self.encoder.summary,
             Err(err) => self.fail(err),
         }

@@ -24,6 +24,8 @@ pub struct SessionMeta {
     pub folder: PathBuf,
     pub booking: i64,
     pub booking_label: String,
+    /// Seals the folder's files as they are written, and all of them at the end.
+    pub sealer: crate::recording::seal::Sealer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,8 @@ pub enum MetaError {
     Folder { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot start the seal in {path}: {source}")]
+    Seal { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -75,6 +79,10 @@ impl SessionMeta {
         let id = crate::id::session_id(u64::try_from(started.timestamp_millis()).unwrap_or(0));
         let folder = recording::session_folder(&gate.config.recordings_dir, started, &id);
         std::fs::create_dir_all(&folder).map_err(|source| MetaError::Folder { path: folder.clone(), source })?;
+        // No seal, no session: evidence that cannot be proven intact is not evidence.
+        let key = std::sync::Arc::new(gate.keys.signing.expose().clone());
+        let sealer = crate::recording::seal::Sealer::create(&folder, &id, key)
+            .map_err(|source| MetaError::Seal { path: folder.clone(), source })?;
         let meta = SessionMeta {
             id,
             vendor: vendor.to_string(),
@@ -85,6 +93,7 @@ impl SessionMeta {
             folder,
             booking: admission.booking.id,
             booking_label: admission.booking.label(),
+            sealer,
         };
         meta.write_json(None, "live", &[])?;
         gate.store.session_insert(&meta.row(None, "live", &[]))?;
@@ -105,6 +114,9 @@ impl SessionMeta {
         }
         if let Err(err) = gate.store.session_finish(&self.row(Some(ended), state, summaries)) {
             tracing::error!(session = %self.id, "cannot record the session's end: {err}");
+        }
+        if let Err(err) = self.sealer.seal_folder(&self.folder) {
+            tracing::error!(session = %self.id, "cannot seal {}: {err}", self.folder.display());
         }
     }
 

@@ -244,14 +244,15 @@ impl Channels<'_> {
             };
             let path = recording::cast_path(&meta.folder, channels + 1);
             let title = format!("{}@{} ({})", meta.vendor, meta.target, meta.account);
-            let (recorder, writer) = match Recorder::create(&path, title, meta.started, gate.config.recording) {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::error!(session = %meta.id, "{err}");
-                    refusal::on_channel(channel, format!("the session cannot be recorded: {err}")).await;
-                    continue;
-                }
-            };
+            let (recorder, writer) =
+                match Recorder::create(&path, title, meta.started, gate.config.recording, meta.sealer.clone()) {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        tracing::error!(session = %meta.id, "{err}");
+                        refusal::on_channel(channel, format!("the session cannot be recorded: {err}")).await;
+                        continue;
+                    }
+                };
             channels += 1;
             writers.push(writer);
             let upstream_channel = match self.upstream.open_session().await {

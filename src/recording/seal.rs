@@ -1,0 +1,262 @@
+//! The seal: tamper evidence for a session folder. While a recording is written, every
+//! zstd frame that reaches the disk is followed by a checkpoint appended to the folder's
+//! `seal` file: which file, how many bytes of it, the SHA-256 of those bytes, the time,
+//! signed with the bastion's signing key (Ed25519, as an SSH signature in the namespace
+//! `chaperone-seal`). So a recording cut short by a crash still verifies up to its last
+//! checkpoint, and any change to a sealed byte is found with only the public key:
+//! `chaperone recordings verify`, or by hand with `sha256sum` and `ssh-keygen -Y
+//! check-novalidate`.
+//!
+//! `seal` is JSON lines; each line's `signed` text is exactly what the signature covers.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{SecondsFormat, Utc};
+use russh::keys::ssh_key::{LineEnding, SshSig};
+use russh::keys::{HashAlg, PrivateKey, PublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The SSH signature namespace of seal checkpoints.
+pub const NAMESPACE: &str = "chaperone-seal";
+
+/// The seal file's name in a session folder.
+pub const SEAL_FILE: &str = "seal";
+
+/// One line of `seal`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The text the signature covers:
+    /// `chaperone-seal-v1 SESSION N FILE LENGTH SHA256 TIME` (one space between fields).
+    pub signed: String,
+    /// The armored SSH signature of `signed`.
+    pub signature: String,
+}
+
+/// The parsed fields of a checkpoint's signed text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Covered {
+    pub session: String,
+    pub n: u64,
+    pub file: String,
+    pub length: u64,
+    pub sha256: String,
+    pub time: String,
+}
+
+impl Covered {
+    pub fn parse(signed: &str) -> Option<Covered> {
+        let mut f = signed.split(' ');
+        if f.next()? != "chaperone-seal-v1" {
+            return None;
+        }
+        let c = Covered {
+            session: f.next()?.to_string(),
+            n: f.next()?.parse().ok()?,
+            file: f.next()?.to_string(),
+            length: f.next()?.parse().ok()?,
+            sha256: f.next()?.to_string(),
+            time: f.next()?.to_string(),
+        };
+        f.next().is_none().then_some(c)
+    }
+}
+
+/// Appends signed checkpoints to a session folder's `seal`. Shared by the session's
+/// recordings (cheap to clone).
+#[derive(Clone)]
+pub struct Sealer {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer")
+    }
+}
+
+struct Inner {
+    file: File,
+    key: Arc<PrivateKey>,
+    session: String,
+    n: u64,
+}
+
+impl Sealer {
+    pub fn create(folder: &Path, session: &str, key: Arc<PrivateKey>) -> std::io::Result<Sealer> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(folder.join(SEAL_FILE))?;
+        Ok(Sealer { inner: Arc::new(Mutex::new(Inner { file, key, session: session.to_string(), n: 0 })) })
+    }
+
+    /// Seals the first `length` bytes of `file` (a name in the folder), whose SHA-256 is
+    /// `sha256`.
+    pub fn checkpoint(&self, file: &str, length: u64, sha256: &str) -> std::io::Result<()> {
+        let mut inner = self.inner.lock().map_err(|_| std::io::Error::other("seal lock poisoned"))?;
+        inner.n += 1;
+        let time = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let signed = format!("chaperone-seal-v1 {} {} {file} {length} {sha256} {time}", inner.session, inner.n);
+        let signature = inner
+            .key
+            .sign(NAMESPACE, HashAlg::Sha512, signed.as_bytes())
+            .and_then(|s| s.to_pem(LineEnding::LF))
+            .map_err(|e| std::io::Error::other(format!("cannot sign a seal checkpoint: {e}")))?;
+        let mut line = serde_json::to_string(&Checkpoint { signed, signature }).map_err(std::io::Error::other)?;
+        line.push('\n');
+        inner.file.write_all(line.as_bytes())
+    }
+
+    /// The final checkpoints: every file of the folder (but `seal`) whole.
+    pub fn seal_folder(&self, folder: &Path) -> std::io::Result<()> {
+        let mut names: Vec<String> = std::fs::read_dir(folder)?
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != SEAL_FILE && !n.starts_with('.'))
+            .collect();
+        names.sort();
+        for name in names {
+            let (length, sha256) = hash_prefix(&folder.join(&name), None)?;
+            self.checkpoint(&name, length, &sha256)?;
+        }
+        self.inner.lock().map_err(|_| std::io::Error::other("seal lock poisoned"))?.file.sync_data()
+    }
+}
+
+/// A writer that keeps the running SHA-256 and length of what went through it.
+pub struct Hashing<W> {
+    pub inner: W,
+    hasher: Sha256,
+    pub length: u64,
+}
+
+impl<W> Hashing<W> {
+    pub fn new(inner: W) -> Hashing<W> {
+        Hashing { inner, hasher: Sha256::new(), length: 0 }
+    }
+
+    /// The SHA-256 of everything written so far, as lowercase hex.
+    pub fn digest(&self) -> String {
+        format!("{:x}", self.hasher.clone().finalize())
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.length += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Length and SHA-256 of the first `limit` bytes of a file (all of it for None).
+pub fn hash_prefix(path: &Path, limit: Option<u64>) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let file = File::open(path)?;
+    let mut reader: Box<dyn Read> = match limit {
+        Some(l) => Box::new(file.take(l)),
+        None => Box::new(file),
+    };
+    let mut hasher = Sha256::new();
+    let length = std::io::copy(&mut reader, &mut hasher)?;
+    Ok((length, format!("{:x}", hasher.finalize())))
+}
+
+/// What `verify` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Files and how many bytes of each are proven intact.
+    pub intact: Vec<(String, u64)>,
+    /// Everything wrong, one line each.
+    pub problems: Vec<String>,
+    pub checkpoints: usize,
+}
+
+/// Verifies a session folder against its `seal` with the signing public key.
+pub fn verify(folder: &Path, key: &PublicKey) -> Report {
+    let mut report = Report::default();
+    let text = match std::fs::read_to_string(folder.join(SEAL_FILE)) {
+        Ok(text) => text,
+        Err(e) => {
+            report.problems.push(format!("{}: cannot read: {e}", folder.join(SEAL_FILE).display()));
+            return report;
+        }
+    };
+    let mut proven: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut last_n = 0;
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("seal line {}", i + 1);
+        let Ok(cp) = serde_json::from_str::<Checkpoint>(line) else {
+            report.problems.push(format!("{at}: not a checkpoint (the seal file was altered or cut)"));
+            continue;
+        };
+        report.checkpoints += 1;
+        let sig: Result<SshSig, _> = cp.signature.parse();
+        let valid =
+            sig.is_ok_and(|s| s.namespace() == NAMESPACE && key.verify(NAMESPACE, cp.signed.as_bytes(), &s).is_ok());
+        if !valid {
+            report.problems.push(format!(
+                "{at}: the signature does not verify with key {} (checkpoint altered, or another key)",
+                crate::keys::fingerprint(key)
+            ));
+            continue;
+        }
+        let Some(c) = Covered::parse(&cp.signed) else {
+            report.problems.push(format!("{at}: signed text has an unknown form"));
+            continue;
+        };
+        if c.n != last_n + 1 {
+            report.problems.push(format!("{at}: checkpoint {} follows {last_n}: checkpoints are missing", c.n));
+        }
+        last_n = c.n;
+        let path: PathBuf = folder.join(&c.file);
+        if c.file.contains('/') || c.file.contains("..") {
+            report.problems.push(format!("{at}: names an odd file {:?}", c.file));
+            continue;
+        }
+        match hash_prefix(&path, Some(c.length)) {
+            Ok((length, sha)) if length == c.length && sha == c.sha256 => {
+                let entry = proven.entry(c.file.clone()).or_default();
+                *entry = (*entry).max(c.length);
+            }
+            Ok((length, _)) if length < c.length => report.problems.push(format!(
+                "{}: shorter than sealed: {length} bytes, checkpoint {} (at {}) sealed {} bytes",
+                c.file, c.n, c.time, c.length
+            )),
+            Ok(_) => {
+                let from = proven.get(&c.file).copied().unwrap_or(0);
+                report.problems.push(format!(
+                    "{}: bytes {from}..{} differ from what checkpoint {} sealed at {}",
+                    c.file, c.length, c.n, c.time
+                ));
+            }
+            Err(e) => report.problems.push(format!("{}: cannot read: {e} (sealed by checkpoint {})", c.file, c.n)),
+        }
+    }
+    // Files present but never sealed, or longer than sealed, are reported too.
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == SEAL_FILE || name.starts_with('.') || !entry.path().is_file() {
+                continue;
+            }
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            match proven.get(&name) {
+                None => report.problems.push(format!("{name}: not covered by the seal")),
+                Some(&sealed) if size > sealed => {
+                    report.problems.push(format!("{name}: bytes {sealed}..{size} were added after the last checkpoint"))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    report.intact = proven.into_iter().collect();
+    report
+}
