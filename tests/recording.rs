@@ -100,7 +100,7 @@ fn interactive_session_with_resize_is_read_by_asciinema() {
 
 #[test]
 fn recording_survives_kill_9_mid_session() {
-    let w = World::new();
+    let mut w = World::new();
     let mut child = w
         .vendor
         .ssh(&w.bastion, "acme:erp01")
@@ -140,6 +140,27 @@ fn recording_survives_kill_9_mid_session() {
         .output()
         .unwrap();
     assert!(stdout(&frames).contains("\"version\":3"));
+
+    // The next start closes the recording: cut to what the seal covers, marked
+    // interrupted, sealed anew, and the session marked interrupted everywhere.
+    w.bastion.start();
+    w.eventually("the session to be marked interrupted", || {
+        w.bastion.ok(&["recordings", "list"]).contains("interrupted")
+    });
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.folder(&id).join("session.json")).unwrap()).unwrap();
+    assert_eq!(json["state"], "interrupted");
+    let verify = w.bastion.run(&["recordings", "verify", &id]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    let plain = Command::new("zstd").arg("-dc").arg(&cast).output().unwrap();
+    assert!(plain.status.success(), "the recovered file is a clean zstd stream");
+    let text = stdout(&plain);
+    assert!(text.contains("line-100\\n"), "line-100 lost in recovery");
+    let marker = "\"m\", \"interrupted: chaperone stopped without closing this recording\"]";
+    assert!(text.trim_end().ends_with(marker), "{}", &text[text.len().saturating_sub(300)..]);
+    let cat = w.bastion.run(&["recordings", "cat", &id]);
+    assert!(!stderr(&cat).contains("ends early"), "{}", stderr(&cat));
+    assert!(w.bastion.ok(&["audit"]).contains("session.interrupted"));
 }
 
 #[test]

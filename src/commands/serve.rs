@@ -56,6 +56,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         clock: crate::clock::Clock::from_env(),
         live: Default::default(),
     });
+    recover(&gate);
     let serving = tokio::spawn(gate.clone().serve(listener));
     gate.tracker.spawn(crate::scheduler::run(gate.clone()));
 
@@ -70,6 +71,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         _ = signals.next() => tracing::warn!("second signal: exiting at once"),
     }
     Ok(())
+}
+
+/// Closes the recordings of sessions that were live when chaperone last stopped without
+/// closing them (killed, power lost), before anyone new is admitted.
+fn recover(gate: &Gate) {
+    let live = match gate.store.session_list() {
+        Ok(sessions) => sessions.into_iter().filter(|s| s.state == "live"),
+        Err(err) => {
+            tracing::error!("cannot look for interrupted sessions: {err}");
+            return;
+        }
+    };
+    for s in live {
+        let key = Arc::new(gate.keys.signing.expose().clone());
+        let folder = std::path::Path::new(&s.folder);
+        let outcome = crate::recording::recovery::recover_folder(folder, &s.id, key, gate.config.recording.zstd_level);
+        let detail = match &outcome {
+            Ok(what) => format!("recovered after an unclean stop: {what}"),
+            Err(err) => format!("could not recover {}: {err}", s.folder),
+        };
+        tracing::warn!(session = %s.id, "{detail}");
+        if let Err(err) = gate.store.session_interrupted(&s.id) {
+            tracing::error!(session = %s.id, "{err}");
+        }
+        let mut event = crate::audit::Event::new("session.interrupted", detail).vendor(&s.vendor).session(&s.id);
+        if let Some(b) = s.booking {
+            event = event.booking(b);
+        }
+        gate.audit(event);
+    }
 }
 
 /// SIGTERM and SIGINT, either of which asks for shutdown.

@@ -10,6 +10,7 @@ pub mod asciicast;
 pub mod encoder;
 pub mod export;
 pub mod reader;
+pub mod recovery;
 pub mod seal;
 mod writer;
 

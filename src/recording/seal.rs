@@ -86,9 +86,13 @@ struct Inner {
 }
 
 impl Sealer {
+    /// Opens the folder's seal for appending; numbering goes on after any checkpoints it
+    /// already holds (a recovered folder is sealed anew on top of the old seal).
     pub fn create(folder: &Path, session: &str, key: Arc<PrivateKey>) -> std::io::Result<Sealer> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(folder.join(SEAL_FILE))?;
-        Ok(Sealer { inner: Arc::new(Mutex::new(Inner { file, key, session: session.to_string(), n: 0 })) })
+        let path = folder.join(SEAL_FILE);
+        let n = checkpoints(&path).iter().map(|c| c.n).max().unwrap_or(0);
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Sealer { inner: Arc::new(Mutex::new(Inner { file, key, session: session.to_string(), n })) })
     }
 
     /// Seals the first `length` bytes of `file` (a name in the folder), whose SHA-256 is
@@ -123,6 +127,17 @@ impl Sealer {
         }
         self.inner.lock().map_err(|_| std::io::Error::other("seal lock poisoned"))?.file.sync_data()
     }
+}
+
+/// The well-formed checkpoints of a seal file, unverified (our own file, read to go on
+/// from it; `verify` checks signatures).
+pub fn checkpoints(seal: &Path) -> Vec<Covered> {
+    std::fs::read_to_string(seal)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Checkpoint>(line).ok())
+        .filter_map(|cp| Covered::parse(&cp.signed))
+        .collect()
 }
 
 /// A writer that keeps the running SHA-256 and length of what went through it.

@@ -341,6 +341,12 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a session that was live when chaperone stopped without closing it.
+    pub fn session_interrupted(&self, id: &str) -> Result<()> {
+        self.conn().execute("UPDATE sessions SET state = 'interrupted' WHERE id = ?1 AND state = 'live'", [id])?;
+        Ok(())
+    }
+
     pub fn session_finish(&self, s: &SessionRow) -> Result<()> {
         self.conn().execute(
             "UPDATE sessions SET ended_at = ?2, state = ?3, exit_status = ?4, bytes_in = ?5, bytes_out = ?6
