@@ -30,8 +30,16 @@ fn a_session_folder_verifies_and_any_flipped_byte_is_named() {
     let folder = w.folder(&id);
     w.eventually("the final seal", || {
         std::fs::read_to_string(folder.join("seal")).unwrap_or_default().contains(" session.json ")
+            && std::fs::read_to_string(folder.join("seal")).unwrap_or_default().contains(" audit.jsonl ")
     });
 
+    // The agreement and the trail sit next to the recording, and are sealed with it.
+    assert_eq!(std::fs::read_to_string(folder.join("plan.md")).unwrap(), "# Maintenance\n- look around\n");
+    assert!(std::fs::read_to_string(folder.join("acknowledgements.json")).unwrap().starts_with('['));
+    let audit = std::fs::read_to_string(folder.join("audit.jsonl")).unwrap();
+    for kind in ["booking.create", "booking.approve", "login.admit", "session.start", "session.end"] {
+        assert!(audit.contains(&format!("\"kind\":\"{kind}\"")), "{kind} missing from audit.jsonl:\n{audit}");
+    }
     let ok = w.bastion.run(&["recordings", "verify", &id]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(

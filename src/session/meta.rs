@@ -96,8 +96,60 @@ impl SessionMeta {
             sealer,
         };
         meta.write_json(None, "live", &[])?;
+        meta.write_agreement(gate, &admission.booking)?;
         gate.store.session_insert(&meta.row(None, "live", &[]))?;
         Ok(meta)
+    }
+
+    /// Puts the written agreement next to the recording: `plan.md` (the exact bytes the
+    /// parties acknowledged), `acknowledgements.json` with each signature also as
+    /// `ack-N-PARTY.sig` (checkable with `ssh-keygen -Y verify`), and copies of the mails
+    /// sent about the booking so far.
+    fn write_agreement(&self, gate: &Gate, booking: &crate::store::Booking) -> Result<(), MetaError> {
+        let write = |name: &str, bytes: &[u8]| {
+            let path = self.folder.join(name);
+            std::fs::write(&path, bytes).map_err(|source| MetaError::Write { path, source })
+        };
+        write("plan.md", booking.plan.as_bytes())?;
+        let acks = gate.store.acks(booking.id)?;
+        let listed: Vec<serde_json::Value> = acks
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let sig = a.signature.as_ref().map(|_| format!("ack-{}-{}.sig", i + 1, a.party));
+                serde_json::json!({
+                    "party": a.party, "by": a.by, "note": a.note, "at": a.at,
+                    "key_fingerprint": a.key_fingerprint, "signature_file": sig,
+                })
+            })
+            .collect();
+        let mut text = serde_json::to_string_pretty(&listed).unwrap_or_default();
+        text.push('\n');
+        write("acknowledgements.json", text.as_bytes())?;
+        for (i, a) in acks.iter().enumerate() {
+            if let Some(sig) = &a.signature {
+                write(&format!("ack-{}-{}.sig", i + 1, a.party), sig.as_bytes())?;
+            }
+        }
+        for mail in gate.store.mails(booking.id)? {
+            if let Ok(bytes) = std::fs::read(&mail.copy_path) {
+                write(&format!("mail-{}.eml", mail.kind), &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The audit entries of the booking and of this session, as JSON lines, so the folder
+    /// tells its story without the database.
+    fn write_audit(&self, gate: &Gate) -> Result<(), MetaError> {
+        let filter = crate::store::AuditFilter { booking: Some(self.booking), ..Default::default() };
+        let mut lines = String::new();
+        for entry in gate.store.audit_entries(&filter)? {
+            lines.push_str(&serde_json::to_string(&entry).unwrap_or_default());
+            lines.push('\n');
+        }
+        let path = self.folder.join("audit.jsonl");
+        std::fs::write(&path, lines).map_err(|source| MetaError::Write { path, source })
     }
 
     /// Records the end; failures are logged, since the session is over either way.
@@ -114,6 +166,9 @@ impl SessionMeta {
         }
         if let Err(err) = gate.store.session_finish(&self.row(Some(ended), state, summaries)) {
             tracing::error!(session = %self.id, "cannot record the session's end: {err}");
+        }
+        if let Err(err) = self.write_audit(gate) {
+            tracing::error!(session = %self.id, "{err}");
         }
         if let Err(err) = self.sealer.seal_folder(&self.folder) {
             tracing::error!(session = %self.id, "cannot seal {}: {err}", self.folder.display());

@@ -168,7 +168,6 @@ pub async fn run(
         table.remove(&meta.id);
     }
     let _ = handle.disconnect(russh::Disconnect::ByApplication, "session ended".into(), "en".into()).await;
-    meta.finish(&gate, &summaries);
     let exit = summaries.first().and_then(|s| s.exit_status).map(|s| s.to_string()).unwrap_or_else(|| "-".into());
     gate.audit(
         AuditEvent::new("session.end", format!("exit status {exit}"))
@@ -176,6 +175,8 @@ pub async fn run(
             .booking(booking.id)
             .session(&meta.id),
     );
+    // Last: the folder gets its audit trail (this end included) and its final seal.
+    meta.finish(&gate, &summaries);
     tracing::info!(session = %meta.id, "session ended");
 }
 
