@@ -328,6 +328,23 @@ pub enum RecordingsCommand {
         #[arg(long)]
         channel: Option<usize>,
     },
+    /// Search the text of all recordings (output and typed input).
+    Search {
+        /// Text to look for (case-insensitive).
+        pattern: String,
+        #[arg(long)]
+        vendor: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        /// Only sessions started on or after this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+    },
+    /// The command lines the vendor typed in a session, with their times.
+    Commands {
+        /// Session id (or the session's folder).
+        id: String,
+    },
     /// Check a session folder against its seal: every sealed byte, every signature.
     /// Works on a copied folder with only the public key.
     Verify {

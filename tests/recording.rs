@@ -96,6 +96,18 @@ fn interactive_session_with_resize_is_read_by_asciinema() {
     assert!(report.contains("SIZE 100 30 xterm-256color"), "{report}");
     assert!(report.contains("echo typed-$((40+2))"), "{report}");
     assert!(report.contains("RESIZE ['120x40']"), "{report}");
+
+    // Find things: what was typed, what was shown, with the offset into the session.
+    let found = w.bastion.ok(&["recordings", "search", "typed-$((40"]);
+    assert!(found.contains(&id) && found.contains("typed: echo typed-$((40+2))"), "{found}");
+    let found = w.bastion.ok(&["recordings", "search", "TYPED-42", "--vendor", "acme"]);
+    let line = found.lines().find(|l| l.contains("output: typed-42")).unwrap_or_else(|| panic!("{found}"));
+    let offset = line.split_whitespace().nth(1).unwrap();
+    assert!(offset.len() == 8 && offset.starts_with("00:00:"), "{line}");
+    assert!(w.bastion.ok(&["recordings", "search", "typed-42", "--vendor", "nobody"]).contains("no match"));
+    let commands = w.bastion.ok(&["recordings", "commands", &id]);
+    let typed: Vec<&str> = commands.lines().map(|l| l.split_once("  ").unwrap().1).collect();
+    assert_eq!(typed, vec!["PS1='rdy> '", "echo typed-$((40+2))", "stty size", "exit"], "{commands}");
 }
 
 #[test]

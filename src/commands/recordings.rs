@@ -7,7 +7,7 @@ use super::Ctx;
 use crate::UserError;
 use crate::cli::RecordingsCommand;
 use crate::config::Config;
-use crate::recording::{self, export, reader::CastReader};
+use crate::recording::{self, export, reader::CastReader, text};
 use crate::store::Store;
 
 pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
@@ -50,6 +50,47 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                 warn_if_truncated(&reader, err);
             }
             out.flush()?;
+        }
+        RecordingsCommand::Search { pattern, vendor, target, since } => {
+            let needle = pattern.to_lowercase();
+            let mut found = 0;
+            for s in store.session_list()? {
+                let wanted = vendor.as_ref().is_none_or(|v| v == &s.vendor)
+                    && target.as_ref().is_none_or(|t| t == &s.target)
+                    && since.is_none_or(|d| s.started_at.date_naive() >= d);
+                if !wanted {
+                    continue;
+                }
+                for path in recording::cast_files(Path::new(&s.folder)) {
+                    let output = text::output_lines(CastReader::open(&path)?);
+                    let typed = text::typed_commands(CastReader::open(&path)?);
+                    for (kind, lines) in [("output", output), ("typed", typed)] {
+                        for line in lines.iter().filter(|l| l.text.to_lowercase().contains(&needle)) {
+                            found += 1;
+                            say!(
+                                out,
+                                "{}  {}  {}@{}  {kind}: {}",
+                                s.id,
+                                text::clock(line.time_ms),
+                                s.vendor,
+                                s.target,
+                                line.text
+                            );
+                        }
+                    }
+                }
+            }
+            if found == 0 {
+                say!(out, "no match for {pattern:?}");
+            }
+        }
+        RecordingsCommand::Commands { id } => {
+            let folder = find_folder(config, store, &id)?;
+            for path in select(&folder, None)? {
+                for line in text::typed_commands(CastReader::open(&path)?) {
+                    say!(out, "{}  {}", text::clock(line.time_ms), line.text);
+                }
+            }
         }
         RecordingsCommand::Verify { id, key } => {
             let folder = find_folder(config, store, &id)?;

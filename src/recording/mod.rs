@@ -12,6 +12,7 @@ pub mod export;
 pub mod reader;
 pub mod recovery;
 pub mod seal;
+pub mod text;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,166 @@
+//! Recordings as text: terminal output as lines without escape sequences, and the command
+//! lines a vendor typed (reconstructed from input, with editing keys applied as well as
+//! can be done without the target's line editor).
+
+use super::reader::CastEvent;
+
+/// A line of text and when (ms from the start) it was complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub time_ms: u64,
+    pub text: String,
+}
+
+/// Strips ANSI/VT escape sequences (CSI, OSC, two-byte ESC sequences) and control
+/// characters but tab.
+pub fn strip_escapes(text: &str, out: &mut String) {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                Some('[') => {
+                    // CSI: parameters and intermediates until a final byte @..~.
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                Some(']') => {
+                    // OSC: until BEL or ST (ESC \).
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.peek() == Some(&'\\')) {
+                            if c == '\u{1b}' {
+                                chars.next();
+                            }
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// Output lines (`o` events) with escapes removed.
+pub fn output_lines(events: impl Iterator<Item = CastEvent>) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    let mut started = 0;
+    for e in events.filter(|e| e.code == "o") {
+        for (i, piece) in e.data.split('\n').enumerate() {
+            if i > 0 {
+                finish(&mut lines, &mut current, started);
+            }
+            if current.is_empty() {
+                started = e.time_ms;
+            }
+            // A carriage return inside a line (progress bars) starts it over; the one of
+            // a CRLF does not.
+            let piece = piece.strip_suffix('\r').unwrap_or(piece);
+            if let Some((_, after)) = piece.rsplit_once('\r') {
+                current.clear();
+                strip_escapes(after, &mut current);
+                continue;
+            }
+            strip_escapes(piece, &mut current);
+        }
+    }
+    finish(&mut lines, &mut current, started);
+    lines
+}
+
+/// The command lines typed (`i` events): Enter ends a line; backspace removes a
+/// character; Ctrl-U and Ctrl-C discard the line; escape sequences (arrows) are dropped.
+pub fn typed_commands(events: impl Iterator<Item = CastEvent>) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for e in events.filter(|e| e.code == "i") {
+        let mut chars = e.data.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' | '\n' => {
+                    if !current.trim().is_empty() {
+                        lines.push(Line { time_ms: e.time_ms, text: std::mem::take(&mut current) });
+                    }
+                    current.clear();
+                }
+                '\u{7f}' | '\u{8}' => {
+                    current.pop();
+                }
+                '\u{15}' | '\u{3}' => current.clear(),
+                '\u{17}' => {
+                    // Ctrl-W: the previous word.
+                    let trimmed = current.trim_end().len();
+                    current.truncate(trimmed);
+                    let cut = current.rfind(' ').map(|i| i + 1).unwrap_or(0);
+                    current.truncate(cut);
+                }
+                '\u{1b}' => {
+                    if chars.peek() == Some(&'[') || chars.peek() == Some(&'O') {
+                        chars.next();
+                        for c in chars.by_ref() {
+                            if ('@'..='~').contains(&c) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                c if c.is_control() => {}
+                c => current.push(c),
+            }
+        }
+    }
+    lines
+}
+
+fn finish(lines: &mut Vec<Line>, current: &mut String, started: u64) {
+    if !current.trim().is_empty() {
+        lines.push(Line { time_ms: started, text: current.trim_end().to_string() });
+    }
+    current.clear();
+}
+
+/// `HH:MM:SS` from milliseconds.
+pub fn clock(ms: u64) -> String {
+    let s = ms / 1000;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(time_ms: u64, code: &str, data: &str) -> CastEvent {
+        CastEvent { time_ms, interval_ms: 0, code: code.into(), data: data.into() }
+    }
+
+    #[test]
+    fn typed_lines_apply_editing_keys() {
+        let events = vec![
+            ev(100, "i", "sudo rm -rf /tmq"),
+            ev(200, "i", "\u{7f}p"),
+            ev(300, "i", "\r"),
+            ev(400, "i", "ls\u{1b}[A\u{15}echo ok\r"),
+            ev(500, "i", "cat foo bar\u{17}baz\r"),
+        ];
+        let lines = typed_commands(events.into_iter());
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, vec!["sudo rm -rf /tmp", "echo ok", "cat foo baz"]);
+        assert_eq!(lines[0].time_ms, 300);
+    }
+
+    #[test]
+    fn output_lines_lose_escapes() {
+        let events =
+            vec![ev(10, "o", "\u{1b}[1;31mred\u{1b}[0m text\r\nnext "), ev(20, "o", "line\u{1b}]0;title\u{7}\n")];
+        let lines = output_lines(events.into_iter());
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, vec!["red text", "next line"]);
+        assert_eq!(clock(3_723_000), "01:02:03");
+    }
+}
