@@ -5,7 +5,6 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::pty::Pty;
 use crate::common::*;
 
 #[test]
@@ -50,9 +49,7 @@ fn exec_session_is_recorded_with_its_metadata() {
 #[test]
 fn interactive_session_with_resize_is_read_by_asciinema() {
     let w = World::new();
-    let mut ssh = w.vendor.ssh(&w.bastion, "acme:erp01");
-    ssh.arg("-t").env("TERM", "xterm-256color");
-    let mut pty = Pty::spawn(ssh, 100, 30);
+    let mut pty = w.vendor_shell(100, 30);
     pty.type_text("PS1='rdy> '\r");
     pty.expect("rdy> ");
     pty.type_text("echo typed-$((40+2))\r");

@@ -219,9 +219,7 @@ fn a_200_mb_stream_arrives_intact_is_recorded_exactly_and_memory_stays_flat() {
 #[test]
 fn ctrl_c_interrupts_a_flood_promptly() {
     let w = World::new();
-    let mut ssh = w.vendor.ssh(&w.bastion, "acme:erp01");
-    ssh.arg("-t").env("TERM", "xterm-256color");
-    let mut pty = crate::common::pty::Pty::spawn(ssh, 80, 24);
+    let mut pty = w.vendor_shell(80, 24);
     pty.type_text("PS1='rdy> '\r");
     pty.expect("rdy> ");
     pty.type_text("yes flood-line-of-text-for-the-terminal\r");

@@ -17,9 +17,7 @@ fn supervised_world() -> World {
 }
 
 fn vendor_shell(w: &World) -> Pty {
-    let mut ssh = w.vendor.ssh(&w.bastion, "acme:erp01");
-    ssh.arg("-t").env("TERM", "xterm-256color");
-    Pty::spawn(ssh, 80, 24)
+    w.vendor_shell(80, 24)
 }
 
 fn watch(w: &World, client: &VendorClient, tech: &str, id: &str) -> Pty {

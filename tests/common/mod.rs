@@ -391,6 +391,13 @@ impl World {
         child
     }
 
+    /// The vendor's interactive shell on erp01 in a terminal of `cols`×`rows`.
+    pub fn vendor_shell(&self, cols: u16, rows: u16) -> pty::Pty {
+        let mut ssh = self.vendor.ssh(&self.bastion, "acme:erp01");
+        ssh.arg("-t").env("TERM", "xterm-256color");
+        pty::Pty::spawn(ssh, cols, rows)
+    }
+
     /// `ssh alice@bastion COMMAND` (the technician's console), waiting for it.
     pub fn console(&self, command: &str) -> Output {
         self.tech.ssh(&self.bastion, "alice").arg(command).stdin(Stdio::null()).output().unwrap()
