@@ -220,12 +220,14 @@ impl Channels<'_> {
         let mut writers = Vec::new();
         let mut channels = 0usize;
         loop {
-            if self.live.ended().is_some() {
-                break;
-            }
+            // Channels already open get their relay even if the session has just been
+            // ended: the relay tells the vendor why. No new ones are waited for.
             let channel = match pending.pop_front() {
                 Some(channel) => channel,
                 None => {
+                    if self.live.ended().is_some() {
+                        break;
+                    }
                     let event = tokio::select! {
                         event = events.recv() => event,
                         _ = gate.shutdown.cancelled() => {
