@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What happened, before it is chained.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Event {
     /// Dotted kind, e.g. `login.refused`, `booking.approve`, `mail.sent`.
     pub kind: String,
@@ -49,33 +49,15 @@ impl Event {
     }
 }
 
-/// A stored entry.
+/// A stored entry: the event as appended, its place in the chain and its time.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Entry {
     pub id: i64,
     pub at: DateTime<Utc>,
-    pub kind: String,
-    pub actor: Option<String>,
-    pub booking: Option<i64>,
-    pub vendor: Option<String>,
-    pub session: Option<String>,
-    pub detail: String,
+    #[serde(flatten)]
+    pub event: Event,
     pub prev_hash: String,
     pub hash: String,
-}
-
-impl Entry {
-    /// The event as it was appended (what the hash covers, with id and time).
-    pub fn event(&self) -> Event {
-        Event {
-            kind: self.kind.clone(),
-            actor: self.actor.clone(),
-            booking: self.booking,
-            vendor: self.vendor.clone(),
-            session: self.session.clone(),
-            detail: self.detail.clone(),
-        }
-    }
 }
 
 /// The hash of an entry: SHA-256 over the previous hash and the entry's fields as a JSON
@@ -115,7 +97,7 @@ pub fn verify(entries: &[Entry]) -> Result<(), ChainError> {
         if e.prev_hash != prev_hash {
             return Err(ChainError::Broken { id: e.id, previous });
         }
-        if entry_hash(&e.prev_hash, e.id, e.at, &e.event()) != e.hash {
+        if entry_hash(&e.prev_hash, e.id, e.at, &e.event) != e.hash {
             return Err(ChainError::Altered { id: e.id });
         }
         prev_hash = e.hash.clone();
@@ -137,18 +119,7 @@ mod tests {
             .map(|(i, ev)| {
                 let id = i as i64 + 1;
                 let hash = entry_hash(&prev, id, at, ev);
-                let entry = Entry {
-                    id,
-                    at,
-                    kind: ev.kind.clone(),
-                    actor: ev.actor.clone(),
-                    booking: ev.booking,
-                    vendor: ev.vendor.clone(),
-                    session: ev.session.clone(),
-                    detail: ev.detail.clone(),
-                    prev_hash: prev.clone(),
-                    hash: hash.clone(),
-                };
+                let entry = Entry { id, at, event: ev.clone(), prev_hash: prev.clone(), hash: hash.clone() };
                 prev = hash;
                 entry
             })
@@ -164,7 +135,7 @@ mod tests {
         ]);
         assert_eq!(verify(&entries), Ok(()));
         let mut edited = entries.clone();
-        edited[1].detail = "B-2".into();
+        edited[1].event.detail = "B-2".into();
         assert_eq!(verify(&edited), Err(ChainError::Altered { id: 2 }));
         let mut removed = entries.clone();
         removed.remove(1);

@@ -20,7 +20,8 @@ pub fn run(ctx: &mut Ctx<'_>, args: AuditArgs) -> anyhow::Result<()> {
         None => None,
     };
     let filter = AuditFilter { since, booking: args.booking.map(|b| b.0), vendor: args.vendor };
-    for e in store.audit_entries(&filter)? {
+    for entry in store.audit_entries(&filter)? {
+        let e = &entry.event;
         let mut about = Vec::new();
         if let Some(b) = e.booking {
             about.push(format!("B-{b}"));
@@ -34,8 +35,8 @@ pub fn run(ctx: &mut Ctx<'_>, args: AuditArgs) -> anyhow::Result<()> {
         say!(
             out,
             "{:>5} {} {:<16} {:<10} [{}] {}",
-            e.id,
-            e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
+            entry.id,
+            entry.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
             e.kind,
             e.actor.as_deref().unwrap_or("-"),
             about.join(" "),

@@ -62,12 +62,14 @@ impl Store {
                 Ok(Entry {
                     id: r.get(0)?,
                     at: r.get(1)?,
-                    kind: r.get(2)?,
-                    actor: r.get(3)?,
-                    booking: r.get(4)?,
-                    vendor: r.get(5)?,
-                    session: r.get(6)?,
-                    detail: r.get(7)?,
+                    event: Event {
+                        kind: r.get(2)?,
+                        actor: r.get(3)?,
+                        booking: r.get(4)?,
+                        vendor: r.get(5)?,
+                        session: r.get(6)?,
+                        detail: r.get(7)?,
+                    },
                     prev_hash: r.get(8)?,
                     hash: r.get(9)?,
                 })
