@@ -94,17 +94,21 @@ pub enum ClientCommand {
     },
 }
 
+/// Someone who logs in with SSH keys (a vendor or a technician).
+#[derive(Debug, Args)]
+pub struct Person {
+    pub name: String,
+    #[arg(long)]
+    pub email: String,
+    /// OpenSSH public key line, or a path to a .pub file; may repeat.
+    #[arg(long = "key", required = true)]
+    pub keys: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TechCommand {
     /// Register a technician with an e-mail address and SSH public key(s).
-    Add {
-        name: String,
-        #[arg(long)]
-        email: String,
-        /// OpenSSH public key line, or a path to a .pub file; may repeat.
-        #[arg(long = "key", required = true)]
-        keys: Vec<String>,
-    },
+    Add(Person),
     List,
     Show {
         name: String,
@@ -262,14 +266,7 @@ pub struct ServeArgs {
 #[derive(Debug, Subcommand)]
 pub enum VendorCommand {
     /// Register a vendor with its e-mail address and SSH public key(s).
-    Add {
-        name: String,
-        #[arg(long)]
-        email: String,
-        /// OpenSSH public key line, or a path to a .pub file; may repeat.
-        #[arg(long = "key", required = true)]
-        keys: Vec<String>,
-    },
+    Add(Person),
     /// List vendors.
     List,
     /// Show one vendor with its keys.

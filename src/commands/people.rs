@@ -2,7 +2,7 @@
 
 use super::Ctx;
 use crate::UserError;
-use crate::cli::{ClientCommand, TargetCommand, TechCommand, VendorCommand};
+use crate::cli::{ClientCommand, Person, TargetCommand, TechCommand, VendorCommand};
 use crate::keys::parse_public_key;
 use crate::store::NewTarget;
 
@@ -10,8 +10,8 @@ pub fn vendor(ctx: &mut Ctx<'_>, cmd: VendorCommand) -> anyhow::Result<()> {
     let store = ctx.store;
     let out = &mut *ctx.out;
     match cmd {
-        VendorCommand::Add { name, email, keys } => {
-            let keys = keys.iter().map(|k| parse_public_key(k)).collect::<Result<Vec<_>, _>>()?;
+        VendorCommand::Add(Person { name, email, keys }) => {
+            let keys = parse_keys(&keys)?;
             store.vendor_add(&name, &email, &keys)?;
             say!(out, "vendor {name} added with {} key(s)", keys.len());
         }
@@ -32,8 +32,7 @@ pub fn vendor(ctx: &mut Ctx<'_>, cmd: VendorCommand) -> anyhow::Result<()> {
             say!(out, "state:   {}", if v.enabled { "enabled" } else { "disabled" });
             say!(out, "created: {}", v.created_at.format("%Y-%m-%d %H:%M:%S UTC"));
             for key in &v.keys {
-                let fp = parse_public_key(key).map(|k| crate::keys::fingerprint(&k)).unwrap_or_default();
-                say!(out, "key:     {fp} {key}");
+                say!(out, "key:     {}", key_line(key));
             }
         }
         VendorCommand::Disable { name } => {
@@ -139,8 +138,8 @@ pub fn tech(ctx: &mut Ctx<'_>, cmd: TechCommand) -> anyhow::Result<()> {
     let store = ctx.store;
     let out = &mut *ctx.out;
     match cmd {
-        TechCommand::Add { name, email, keys } => {
-            let keys = keys.iter().map(|k| parse_public_key(k)).collect::<Result<Vec<_>, _>>()?;
+        TechCommand::Add(Person { name, email, keys }) => {
+            let keys = parse_keys(&keys)?;
             store.tech_add(&name, &email, &keys)?;
             say!(out, "technician {name} added with {} key(s)", keys.len());
         }
@@ -160,8 +159,7 @@ pub fn tech(ctx: &mut Ctx<'_>, cmd: TechCommand) -> anyhow::Result<()> {
             say!(out, "email:      {}", t.email);
             say!(out, "state:      {}", if t.enabled { "enabled" } else { "disabled" });
             for key in &t.keys {
-                let fp = parse_public_key(key).map(|k| crate::keys::fingerprint(&k)).unwrap_or_default();
-                say!(out, "key:        {fp} {key}");
+                say!(out, "key:        {}", key_line(key));
             }
         }
         TechCommand::Disable { name } => {
@@ -170,4 +168,15 @@ pub fn tech(ctx: &mut Ctx<'_>, cmd: TechCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The `--key` arguments as public keys; the first malformed one is the error.
+fn parse_keys(keys: &[String]) -> Result<Vec<russh::keys::PublicKey>, UserError> {
+    keys.iter().map(|k| parse_public_key(k)).collect()
+}
+
+/// A registered key as shown: fingerprint, then the OpenSSH line.
+fn key_line(key: &str) -> String {
+    let fp = parse_public_key(key).map(|k| crate::keys::fingerprint(&k)).unwrap_or_default();
+    format!("{fp} {key}")
 }
