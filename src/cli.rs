@@ -352,7 +352,10 @@ pub enum RecordingsCommand {
         #[arg(long)]
         key: Option<String>,
     },
-    /// Write a session's recording as uncompressed asciicast.
+    /// Write a session's recording as uncompressed asciicast (`-o`), or the dispute bundle
+    /// (`--bundle`): the sealed folder, the signing key, a transcript, README.txt on
+    /// verifying, and player.html to replay it offline.
+    #[command(group(clap::ArgGroup::new("destination").required(true).args(["output", "bundle"])))]
     Export {
         /// Session id (or the session's folder).
         id: String,
@@ -360,9 +363,15 @@ pub enum RecordingsCommand {
         format: Format,
         /// Output file (`-` for stdout).
         #[arg(short = 'o', long = "output")]
-        output: PathBuf,
+        output: Option<PathBuf>,
         /// Channel to export (1 = the first).
         #[arg(long, default_value_t = 1)]
         channel: usize,
+        /// Write the dispute bundle to FILE.tar or FILE.zip (`-` for a tar on stdout).
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+        /// The bastion's signing public key to put in the bundle; default: this bastion's key.
+        #[arg(long)]
+        key: Option<String>,
     },
 }

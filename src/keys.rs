@@ -75,6 +75,10 @@ impl Keys {
     pub fn signing_public_key(&self) -> String {
         openssh_line(self.signing.expose().public_key())
     }
+
+    pub fn signing_fingerprint(&self) -> String {
+        fingerprint(self.signing.expose().public_key())
+    }
 }
 
 pub fn fingerprint(key: &PublicKey) -> String {

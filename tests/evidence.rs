@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -94,4 +95,127 @@ fn a_session_folder_verifies_and_any_flipped_byte_is_named() {
         assert!(!out.status.success(), "a flipped byte in {file} went unnoticed");
         assert!(stderr(&out).contains(what), "{file}: {}", stderr(&out));
     }
+}
+
+/// Unpacks a bundle with the standard tools a recipient has: tar, or Python's zipfile.
+fn unpack(bundle: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    let out = if bundle.extension().unwrap() == "tar" {
+        Command::new("tar").arg("-xf").arg(bundle).arg("-C").arg(into).output().unwrap()
+    } else {
+        let script =
+            format!("import zipfile; zipfile.ZipFile('{}').extractall('{}')", bundle.display(), into.display());
+        Command::new("/usr/bin/python3").args(["-c", &script]).output().unwrap()
+    };
+    assert!(out.status.success(), "cannot unpack {}: {}", bundle.display(), stderr(&out));
+}
+
+#[test]
+fn the_dispute_bundle_verifies_by_hand_and_plays_offline_in_chromium() {
+    let w = World::new();
+    let mut pty = w.vendor_shell(90, 24);
+    pty.type_text("PS1='rdy> '\r");
+    pty.expect("rdy> ");
+    pty.type_text("echo bundle-proof-$((6*7))\r");
+    pty.expect("bundle-proof-42");
+    pty.type_text("exit\r");
+    assert!(pty.wait(Duration::from_secs(15)).success(), "{}", pty.output());
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let folder = w.folder(&id);
+    w.eventually("the final seal", || {
+        std::fs::read_to_string(folder.join("seal")).unwrap_or_default().contains(" audit.jsonl ")
+    });
+
+    for kind in ["tar", "zip"] {
+        let bundle = w.path(&format!("evidence.{kind}"));
+        let out = w.bastion.run(&["recordings", "export", &id, "--bundle", bundle.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains("intact"), "{}", stderr(&out));
+        let unpacked = w.path(&format!("unpacked-{kind}"));
+        unpack(&bundle, &unpacked);
+        let root = unpacked.join(format!("chaperone-{id}"));
+        let copy = root.join(&id);
+
+        // The folder byte for byte, and it verifies with the key shipped beside it.
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            assert_eq!(
+                sha256_file(&entry.path()),
+                sha256_file(&copy.join(entry.file_name())),
+                "{:?}",
+                entry.file_name()
+            );
+        }
+        let verify = Command::new(BIN)
+            .current_dir(&root)
+            .args(["recordings", "verify", &id, "--key", "signing_ed25519.pub"])
+            .output()
+            .unwrap();
+        assert!(verify.status.success(), "{}", stderr(&verify));
+
+        let transcript = std::fs::read_to_string(root.join("transcript.txt")).unwrap();
+        assert!(transcript.contains("echo bundle-proof-$((6*7))"), "{transcript}");
+        assert!(transcript.contains("  bundle-proof-42\n"), "{transcript}");
+        assert!(transcript.contains("Vendor:         acme"), "{transcript}");
+    }
+
+    // README.txt's by-hand procedure, run as written (bash, jq, ssh-keygen, coreutils).
+    let root = w.path("unpacked-tar").join(format!("chaperone-{id}"));
+    let readme = std::fs::read_to_string(root.join("README.txt")).unwrap();
+    let fingerprint = w.bastion.ok(&["keys"]);
+    let expected = readme.lines().find_map(|l| l.trim().strip_prefix("expected: ")).unwrap();
+    assert!(fingerprint.contains(expected), "README fingerprint {expected} not in `keys`:\n{fingerprint}");
+    let script: String = readme
+        .split("Verify by hand")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("cd "))
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    assert!(script.contains("done < seal"), "{script}");
+    let run_by_hand = |root: &Path| Command::new("bash").arg("-c").arg(&script).current_dir(root).output().unwrap();
+    let out = run_by_hand(&root);
+    assert!(out.status.success() && stdout(&out).is_empty(), "{}{}", stdout(&out), stderr(&out));
+    flip_byte(&root.join(&id).join("plan.md"), 3);
+    let out = run_by_hand(&root);
+    assert!(stdout(&out).contains("plan.md differs"), "{}{}", stdout(&out), stderr(&out));
+
+    // The offline player, opened from disk by a real browser with the network closed.
+    let page = w.path("unpacked-zip").join(format!("chaperone-{id}")).join("player.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("content=\"default-src 'none';"), "the page must forbid the network");
+    assert!(!html.contains("<script src") && !html.contains("<link"), "the page must not load anything");
+    if let Ok(keep) = std::env::var("CHAPERONE_TEST_KEEP_BUNDLE") {
+        std::fs::copy(&page, keep).unwrap();
+    }
+    let dom = chromium_dom(&format!("file://{}#t=3600", page.display()));
+    assert!(dom.contains("bundle-proof-42"), "the player does not show the recording:\n{dom}");
+    assert!(dom.contains("look around"), "the plan is not shown beside the player");
+}
+
+/// The DOM of a page after its scripts ran, from headless Chromium (Debian's package).
+fn chromium_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("chromium (scripts/test installs it)");
+    assert!(out.status.success(), "chromium failed: {}", stderr(&out));
+    stdout(&out)
 }

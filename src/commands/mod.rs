@@ -142,5 +142,6 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
 fn print_keys(keys: &Keys, out: &mut dyn Write) {
     say!(out, "host key: {}", keys.host_fingerprint());
     say!(out, "upstream key (add to each target account's authorized_keys): {}", keys.upstream_authorized_key());
-    say!(out, "signing key: {}", keys.signing_public_key());
+    say!(out, "signing key (seals recordings; publish it and its fingerprint): {}", keys.signing_public_key());
+    say!(out, "signing key fingerprint: {}", keys.signing_fingerprint());
 }

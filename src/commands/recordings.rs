@@ -7,7 +7,7 @@ use super::Ctx;
 use crate::UserError;
 use crate::cli::RecordingsCommand;
 use crate::config::Config;
-use crate::recording::{self, export, reader::CastReader, text};
+use crate::recording::{self, bundle, export, reader::CastReader, text};
 use crate::store::Store;
 
 pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
@@ -94,15 +94,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
         }
         RecordingsCommand::Verify { id, key } => {
             let folder = find_folder(config, store, &id)?;
-            let key = match key {
-                Some(k) => crate::keys::parse_public_key(&k)?,
-                None => {
-                    let own = config.keys_dir().join("signing_ed25519.pub");
-                    crate::keys::parse_public_key(&own.display().to_string()).map_err(|_| {
-                        UserError("no signing key here; give the bastion's public key with --key".into())
-                    })?
-                }
-            };
+            let key = signing_key(config, key)?;
             let report = crate::recording::seal::verify(&folder, &key);
             for (file, bytes) in &report.intact {
                 say!(out, "sealed: {file} ({bytes} bytes)");
@@ -120,7 +112,13 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                 crate::keys::fingerprint(&key)
             );
         }
-        RecordingsCommand::Export { id, format, output, channel } => {
+        RecordingsCommand::Export { id, bundle: Some(bundle), key, .. } => {
+            let folder = find_folder(config, store, &id)?;
+            let key = signing_key(config, key)?;
+            write_bundle(&folder, &key, &bundle, over_ssh, out, err)?;
+        }
+        RecordingsCommand::Export { id, format, output, channel, .. } => {
+            let output = output.unwrap_or_else(|| PathBuf::from("-"));
             let folder = find_folder(config, store, &id)?;
             let [path] = select(&folder, Some(channel))?.try_into().map_err(|_| UserError("no such channel".into()))?;
             let mut reader = CastReader::open(&path)?;
@@ -141,6 +139,70 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             warn_if_truncated(&reader, err);
         }
     }
+    Ok(())
+}
+
+/// The signing public key given with `--key`, or this bastion's own.
+fn signing_key(config: &Config, key: Option<String>) -> anyhow::Result<russh::keys::PublicKey> {
+    Ok(match key {
+        Some(k) => crate::keys::parse_public_key(&k)?,
+        None => {
+            let own = config.keys_dir().join("signing_ed25519.pub");
+            crate::keys::parse_public_key(&own.display().to_string())
+                .map_err(|_| UserError("no signing key here; give the bastion's public key with --key".into()))?
+        }
+    })
+}
+
+/// Verifies the folder (a bundle of a folder that does not verify is still written, with
+/// a warning: it is what there is), then writes the bundle to a file or, as a tar, to
+/// standard output.
+fn write_bundle(
+    folder: &Path,
+    key: &russh::keys::PublicKey,
+    path: &Path,
+    over_ssh: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let to_stdout = path == Path::new("-");
+    let archive = match (to_stdout, bundle::Archive::from_path(path)) {
+        (true, _) => bundle::Archive::Tar,
+        (false, Some(a)) => a,
+        (false, None) => return Err(UserError(format!("{}: a bundle is a .tar or a .zip", path.display())).into()),
+    };
+    if over_ssh && !to_stdout {
+        return Err(UserError("over ssh, write the bundle to standard output: --bundle - > FILE.tar".into()).into());
+    }
+    let report = crate::recording::seal::verify(folder, key);
+    if report.problems.is_empty() {
+        let _ = writeln!(err, "{}: intact ({} checkpoints)", folder.display(), report.checkpoints);
+    } else {
+        let _ = writeln!(
+            err,
+            "chaperone: warning: {} does NOT verify ({} problem(s), see `recordings verify`); bundling it as it is",
+            folder.display(),
+            report.problems.len()
+        );
+    }
+    if to_stdout {
+        let mut buffer = std::io::Cursor::new(Vec::new());
+        bundle::write(folder, key, archive, &mut buffer)?;
+        out.write_all(buffer.get_ref())?;
+        out.flush()?;
+        return Ok(());
+    }
+    // Written beside the destination and renamed, so that a failure leaves no half bundle.
+    let partial = PathBuf::from(format!("{}.partial", path.display()));
+    let file =
+        std::fs::File::create(&partial).map_err(|e| UserError(format!("cannot create {}: {e}", partial.display())))?;
+    let written = bundle::write(folder, key, archive, std::io::BufWriter::new(file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.into());
+    }
+    std::fs::rename(&partial, path).map_err(|e| UserError(format!("cannot write {}: {e}", path.display())))?;
+    let _ = writeln!(err, "wrote {}", path.display());
     Ok(())
 }
 

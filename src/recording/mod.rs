@@ -7,6 +7,7 @@
 //! file cannot be written, the recorder reports failure and the session ends.
 
 pub mod asciicast;
+pub mod bundle;
 pub mod encoder;
 pub mod export;
 pub mod reader;

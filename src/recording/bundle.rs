@@ -1,0 +1,374 @@
+//! The dispute bundle: one `.tar` or `.zip` a provider hands to a client, a vendor or a
+//! court. It holds the session folder exactly as sealed, the bastion's signing public key,
+//! a plain-text transcript, a README on verifying it, and `player.html`, a page that plays
+//! the recording offline beside the plan (asciinema-player embedded at build time; the
+//! page's Content-Security-Policy forbids any network access).
+//!
+//! ```text
+//! chaperone-<id>/README.txt
+//! chaperone-<id>/player.html
+//! chaperone-<id>/transcript.txt
+//! chaperone-<id>/signing_ed25519.pub
+//! chaperone-<id>/<id>/…          the session folder, byte for byte
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use russh::keys::PublicKey;
+use serde_json::Value;
+
+use super::asciicast::push_event;
+use super::reader::CastReader;
+use super::text::{self, clock};
+use super::{RecordingError, cast_files};
+
+const PLAYER_JS: &str = include_str!(concat!(env!("CHAPERONE_PLAYER_ASSETS"), "/asciinema-player.min.js"));
+const PLAYER_CSS: &str = include_str!(concat!(env!("CHAPERONE_PLAYER_ASSETS"), "/asciinema-player.css"));
+const PLAYER_MISSING: &str = env!("CHAPERONE_PLAYER_MISSING");
+const PAGE: &str = include_str!("player.html");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archive {
+    Tar,
+    Zip,
+}
+
+impl Archive {
+    /// `.tar` or `.zip`, from the file name.
+    pub fn from_path(path: &Path) -> Option<Archive> {
+        match path.extension()?.to_str()? {
+            "tar" => Some(Archive::Tar),
+            "zip" => Some(Archive::Zip),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(
+        "this chaperone was built without asciinema-player ({0}); install Node.js and npm and rebuild to write bundles"
+    )]
+    NoPlayer(&'static str),
+    #[error("{0}")]
+    Recording(#[from] RecordingError),
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write the bundle: {0}")]
+    Write(String),
+}
+
+/// One file of the bundle: its path inside the archive and its bytes.
+struct Entry {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// Writes the bundle of the session folder `folder` to `out`.
+pub fn write(
+    folder: &Path,
+    key: &PublicKey,
+    archive: Archive,
+    out: impl Write + std::io::Seek,
+) -> Result<(), BundleError> {
+    if PLAYER_JS.is_empty() {
+        return Err(BundleError::NoPlayer(PLAYER_MISSING));
+    }
+    let id = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "session".into());
+    let root = format!("chaperone-{id}");
+    let key_line = key.to_openssh().map_err(|e| BundleError::Write(e.to_string()))?;
+    let fingerprint = crate::keys::fingerprint(key);
+    let meta = session_json(folder);
+    let mut entries = vec![
+        Entry { name: format!("{root}/README.txt"), bytes: readme(&id, &fingerprint, &meta).into_bytes() },
+        Entry { name: format!("{root}/player.html"), bytes: player_html(folder, &id, &meta)?.into_bytes() },
+        Entry { name: format!("{root}/transcript.txt"), bytes: transcript(folder, &id, &meta)?.into_bytes() },
+        Entry { name: format!("{root}/signing_ed25519.pub"), bytes: format!("{key_line}\n").into_bytes() },
+    ];
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(|source| BundleError::Read { path: folder.to_path_buf(), source })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for path in files {
+        let bytes = std::fs::read(&path).map_err(|source| BundleError::Read { path: path.clone(), source })?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        entries.push(Entry { name: format!("{root}/{id}/{name}"), bytes });
+    }
+    let written = match archive {
+        Archive::Tar => write_tar(&entries, out).map_err(|e| e.to_string()),
+        Archive::Zip => write_zip(&entries, out).map_err(|e| e.to_string()),
+    };
+    written.map_err(BundleError::Write)
+}
+
+fn write_tar(entries: &[Entry], out: impl Write) -> std::io::Result<()> {
+    let mut tar = tar::Builder::new(out);
+    let mtime = chrono::Utc::now().timestamp().max(0) as u64;
+    for e in entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(e.bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(mtime);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, &e.name, &e.bytes[..])?;
+    }
+    tar.into_inner()?.flush()
+}
+
+fn write_zip(entries: &[Entry], out: impl Write + std::io::Seek) -> zip::result::ZipResult<()> {
+    let mut zip = zip::ZipWriter::new(out);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o644);
+    for e in entries {
+        // Already compressed recordings are stored as they are.
+        let options =
+            if e.name.ends_with(".zst") { options.compression_method(zip::CompressionMethod::Stored) } else { options };
+        zip.start_file(e.name.as_str(), options)?;
+        zip.write_all(&e.bytes)?;
+    }
+    zip.finish()?.flush()?;
+    Ok(())
+}
+
+/// `session.json` of the folder, or an empty object if it cannot be read (the bundle is
+/// still made; `verify` tells what is wrong with the folder).
+fn session_json(folder: &Path) -> Value {
+    std::fs::read(folder.join("session.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Object(Default::default()))
+}
+
+fn field(meta: &Value, name: &str) -> String {
+    match &meta[name] {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The facts at the top of the transcript and beside the player.
+fn facts(meta: &Value) -> Vec<(&'static str, String)> {
+    vec![
+        ("Vendor", field(meta, "vendor")),
+        ("Target", field(meta, "target")),
+        ("Account", field(meta, "account")),
+        ("Booking", field(meta, "booking")),
+        ("Connected from", field(meta, "client_address")),
+        ("Started", field(meta, "start")),
+        ("Ended", field(meta, "end")),
+        ("State", field(meta, "state")),
+        ("Exit status", field(meta, "exit_status")),
+    ]
+}
+
+/// The plain-text transcript: per channel, the commands typed, the markers and the
+/// output lines (escape sequences removed), each with its offset from the start.
+pub fn transcript(folder: &Path, id: &str, meta: &Value) -> Result<String, RecordingError> {
+    let mut t = format!("Transcript of chaperone session {id}\n\n");
+    for (name, value) in facts(meta) {
+        t.push_str(&format!("{:<16}{value}\n", format!("{name}:")));
+    }
+    t.push_str(
+        "\nTimes are offsets from the start of each recording (HH:MM:SS). This text is derived from\n\
+         the recordings for reading; the sealed recordings in the session folder are the evidence.\n",
+    );
+    for (n, path) in cast_files(folder).iter().enumerate() {
+        let reader = CastReader::open(path)?;
+        let command = reader.header.command.clone();
+        let events: Vec<_> = reader.collect();
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        t.push_str(&format!(
+            "\n=== Channel {} ({file}){} ===\n",
+            n + 1,
+            command.map(|c| format!(": {c}")).unwrap_or_default()
+        ));
+        t.push_str("\n--- Commands typed ---\n");
+        for line in text::typed_commands(events.iter().cloned()) {
+            t.push_str(&format!("{}  {}\n", clock(line.time_ms), line.text));
+        }
+        t.push_str("\n--- Markers ---\n");
+        for e in events.iter().filter(|e| e.code == "m") {
+            t.push_str(&format!("{}  {}\n", clock(e.time_ms), e.data));
+        }
+        t.push_str("\n--- Output ---\n");
+        for line in text::output_lines(events.into_iter()) {
+            t.push_str(&format!("{}  {}\n", clock(line.time_ms), line.text));
+        }
+    }
+    Ok(t)
+}
+
+fn readme(id: &str, fingerprint: &str, meta: &Value) -> String {
+    format!(
+        "\
+Evidence bundle of chaperone session {id}
+(vendor {vendor}, target {target}, account {account}, booking {booking}, started {start})
+
+What is here
+  {id}/                  the session folder exactly as the bastion sealed it:
+    session.cast.zst     the recording (asciicast v3, zstd-compressed; more channels: session.N.cast.zst)
+    session.json         who, where, when, how it ended
+    plan.md              the session plan as the parties acknowledged it
+    acknowledgements.json, ack-*.sig   who acknowledged the plan, with their SSH signatures
+    mail-*.eml           copies of the confirmation mails
+    audit.jsonl          the audit entries of the booking and the session
+    seal                 signed checkpoints over all of the above
+  signing_ed25519.pub    the bastion's signing public key
+  transcript.txt         the output and the typed commands as plain text, for reading
+  player.html            open it in a browser to replay the session beside its plan (offline)
+
+First compare the key. The key in this bundle proves nothing by itself: compare its
+fingerprint with the one the provider published (`chaperone keys` on the bastion prints it):
+
+  ssh-keygen -lf signing_ed25519.pub
+  expected: {fingerprint}
+
+Verify with chaperone (anywhere; no database needed):
+
+  chaperone recordings verify {id} --key signing_ed25519.pub
+
+It lists what is intact, or names the file, byte range and checkpoint that is not.
+
+Verify by hand (OpenSSH, coreutils and jq). Each line of {id}/seal is a JSON object:
+`signed` is the text the signature covers,
+  chaperone-seal-v1 SESSION N FILE LENGTH SHA256 TIME
+and `signature` is an SSH signature (namespace chaperone-seal) of exactly that text.
+For each line: check the signature, then that the first LENGTH bytes of FILE hash to SHA256:
+
+  cd {id}
+  echo \"bastion $(cat ../signing_ed25519.pub)\" > ../allowed_signers
+  n=0
+  while IFS= read -r line; do
+    n=$((n+1))
+    printf '%s' \"$line\" | jq -j .signed > /tmp/signed.txt
+    printf '%s' \"$line\" | jq -r .signature > /tmp/sig.txt
+    ssh-keygen -Y verify -f ../allowed_signers -I bastion -n chaperone-seal \\
+        -s /tmp/sig.txt < /tmp/signed.txt >/dev/null || echo \"checkpoint $n: BAD SIGNATURE\"
+    set -- $(cat /tmp/signed.txt)
+    [ \"$(head -c \"$5\" \"$4\" | sha256sum | cut -d' ' -f1)\" = \"$6\" ] || echo \"checkpoint $n: $4 differs\"
+  done < seal
+
+No output means every checkpoint holds. The last checkpoints (written when the session
+ended) cover every file of the folder in full; compare their LENGTH with `ls -l`. A
+recording cut short by a crash is sealed up to its last checkpoint and then marked
+`interrupted` in session.json.
+
+The plan's acknowledgements can be checked the same way: acknowledgements.json names each
+party's key; `ssh-keygen -Y verify -n chaperone-plan -s ack-N-PARTY.sig` against plan.md.
+
+Replay: open player.html (keys: space play/pause, ←/→ seek, [ and ] markers), or on a
+machine with chaperone: `chaperone replay {id}`; with asciinema:
+`zstd -dc {id}/session.cast.zst | asciinema play -` (asciinema 3 reads asciicast v3).
+",
+        vendor = field(meta, "vendor"),
+        target = field(meta, "target"),
+        account = field(meta, "account"),
+        booking = field(meta, "booking"),
+        start = field(meta, "start"),
+    )
+}
+
+/// The offline player: the page template with the player's JS and CSS, the session's
+/// facts and plan, and every channel's recording gzip-compressed in base64.
+fn player_html(folder: &Path, id: &str, meta: &Value) -> Result<String, BundleError> {
+    let plan = std::fs::read_to_string(folder.join("plan.md")).unwrap_or_else(|_| "(no plan.md in the folder)".into());
+    let mut facts_html = String::new();
+    for (name, value) in facts(meta) {
+        facts_html.push_str(&format!("<dt>{}</dt><dd>{}</dd>\n", name, escape_html(&value)));
+    }
+    let mut casts = String::new();
+    for (n, path) in cast_files(folder).iter().enumerate() {
+        let mut reader = CastReader::open(path)?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut line = Vec::with_capacity(64 * 1024);
+        serde_json::to_writer(&mut line, &reader.header).map_err(|e| BundleError::Write(e.to_string()))?;
+        line.push(b'\n');
+        gz.write_all(&line).map_err(|e| BundleError::Write(e.to_string()))?;
+        while let Some(e) = reader.next_event() {
+            line.clear();
+            push_event(&mut line, e.interval_ms, &e.code, &e.data);
+            gz.write_all(&line).map_err(|e| BundleError::Write(e.to_string()))?;
+        }
+        let bytes = gz.finish().map_err(|e| BundleError::Write(e.to_string()))?;
+        let label = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        casts.push_str(&format!(
+            "<script type=\"application/gzip;base64\" class=\"cast\" data-label=\"Channel {} ({})\">{}</script>\n",
+            n + 1,
+            escape_html(&label),
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ));
+    }
+    let css = PLAYER_CSS.replace("</style", "<\\/style");
+    let js = PLAYER_JS.replace("</script", "<\\/script");
+    Ok(fill(
+        PAGE,
+        &[
+            ("ID", &escape_html(id)),
+            ("FACTS", &facts_html),
+            ("PLAN", &escape_html(&plan)),
+            ("CASTS", &casts),
+            ("PLAYER_CSS", &css),
+            ("PLAYER_JS", &js),
+        ],
+    ))
+}
+
+/// Replaces each `{{NAME}}` of the template in one pass, so that a value containing a
+/// placeholder (a plan mentioning `{{CASTS}}`) stays as it is.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}").and_then(|end| values.iter().find(|(k, _)| *k == &after[..end]).map(|(_, v)| (end, v))) {
+            Some((end, value)) => {
+                out.push_str(value);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped_and_archives_are_named_by_extension() {
+        assert_eq!(escape_html("<script>\"a\" & 'b'"), "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;");
+        assert_eq!(Archive::from_path(Path::new("x.tar")), Some(Archive::Tar));
+        assert_eq!(Archive::from_path(Path::new("x.zip")), Some(Archive::Zip));
+        assert_eq!(Archive::from_path(Path::new("x.tgz")), None);
+        let page = fill("a {{X}} b {{Y}} {{Z}} {{", &[("X", "{{Y}}"), ("Y", "y")]);
+        assert_eq!(page, "a {{Y}} b y {{Z}} {{");
+    }
+}
