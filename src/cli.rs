@@ -37,6 +37,9 @@ pub enum Command {
     /// List, print and export session recordings.
     #[command(subcommand)]
     Recordings(RecordingsCommand),
+    /// Play a recording in the terminal at its real pace. Keys: space pause/resume, + and -
+    /// speed, . step, ] and [ next and previous marker, → and ← 10 seconds, q quit.
+    Replay(ReplayArgs),
     /// Register clients (the companies owning targets; they receive confirmations).
     #[command(subcommand)]
     Client(ClientCommand),
@@ -311,6 +314,30 @@ pub enum TargetCommand {
     Show { name: String },
     /// Remove a target (its recordings stay).
     Remove { name: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Session id (or the session's folder).
+    pub id: String,
+    /// Playback speed (2 = twice as fast).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Shorten pauses longer than this many seconds to it.
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_limit: Option<f64>,
+    /// Start at this time into the session (HH:MM:SS, MM:SS or seconds).
+    #[arg(long, value_name = "HH:MM:SS", conflicts_with = "from_marker")]
+    pub from: Option<String>,
+    /// Start at the Nth marker (1 = the first; warnings, annotations, takeovers).
+    #[arg(long, value_name = "N")]
+    pub from_marker: Option<usize>,
+    /// Start paused (space plays, . steps).
+    #[arg(long)]
+    pub paused: bool,
+    /// Channel to play (1 = the first).
+    #[arg(long, default_value_t = 1)]
+    pub channel: usize,
 }
 
 #[derive(Debug, Subcommand)]

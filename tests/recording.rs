@@ -266,3 +266,62 @@ fn a_recording_that_cannot_be_written_ends_the_session() {
         cat.stdout.len()
     );
 }
+
+/// `chaperone replay` in a terminal: starts at a marker, paused; keys play, seek and quit.
+#[test]
+fn replay_starts_at_a_marker_and_obeys_its_keys() {
+    let w = World::new();
+    let mut pty = w.vendor_shell(80, 24);
+    pty.type_text("PS1='rdy> '\r");
+    pty.expect("rdy> ");
+    pty.type_text("echo before-$((1))\r");
+    pty.expect("before-1");
+    // Ten minutes before the window ends: the warning is a marker on the timeline.
+    w.bastion.set_clock("2026-12-03T19:50:00+01:00");
+    pty.expect("ends in 10 minutes");
+    std::thread::sleep(Duration::from_millis(1500));
+    pty.type_text("echo after-$((2))\r");
+    pty.expect("after-2");
+    pty.type_text("exit\r");
+    assert!(pty.wait(Duration::from_secs(15)).success(), "{}", pty.output());
+    let id = w.last_session();
+    w.ended_session_json(&id);
+
+    let replay = |args: &[&str]| {
+        let mut cmd = w.bastion.command();
+        cmd.arg("replay").arg(&id).args(args);
+        pty::Pty::spawn(cmd, 80, 24)
+    };
+
+    // At the marker, paused: what came before is on the screen, what came after is not.
+    let mut player = replay(&["--from-marker", "1", "--paused", "--speed", "4"]);
+    player.expect("paused  [");
+    let shown = player.output();
+    assert!(shown.contains("before-1"), "{shown}");
+    assert!(
+        shown.contains("paused  [the window of booking B-1 ends in 10 minutes"),
+        "marker label in the title: {shown}"
+    );
+    assert!(!shown.contains("after-2"), "{shown}");
+    // Space plays on to the end, and the player exits by itself.
+    player.type_text(" ");
+    player.expect("after-2");
+    assert!(player.wait(Duration::from_secs(15)).success(), "{}", player.output());
+    player.expect("replay ended at");
+
+    // From the start, paused; → jumps 10 s (here: to the end) at once; q quits.
+    let mut player = replay(&["--paused"]);
+    player.expect("00:00:00 / ");
+    assert!(!player.output().contains("after-2"));
+    player.type_text("\x1b[C");
+    player.expect("after-2");
+    player.type_text("q");
+    assert!(player.wait(Duration::from_secs(15)).success(), "{}", player.output());
+    player.expect("replay stopped at");
+
+    // Bad requests are one-line errors.
+    let out = w.bastion.run(&["replay", &id, "--from-marker", "9"]);
+    assert_eq!(stderr(&out).trim(), "chaperone: --from-marker 9: the recording has 1 marker(s)");
+    let out = w.bastion.run(&["replay", &id, "--from", "1:75"]);
+    assert_eq!(stderr(&out).trim(), "chaperone: --from \"1:75\": give HH:MM:SS");
+}

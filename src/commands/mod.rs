@@ -22,6 +22,7 @@ mod bookings;
 mod live;
 mod people;
 mod recordings;
+mod replay;
 mod serve;
 
 use std::io::{Read, Write};
@@ -118,6 +119,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> anyhow::Result<()> {
         Command::Client(cmd) => people::client(ctx, cmd),
         Command::Tech(cmd) => people::tech(ctx, cmd),
         Command::Recordings(cmd) => recordings::run(ctx, cmd),
+        Command::Replay(args) => replay::run(ctx, args),
         Command::Booking(cmd) => bookings::run(ctx, cmd),
         Command::Audit(args) => audit::run(ctx, args),
         Command::Sessions => live::sessions(ctx),

@@ -217,7 +217,7 @@ fn warn_if_truncated(reader: &CastReader, err: &mut dyn Write) {
 }
 
 /// The recording files to read: one channel, or all of them in order.
-fn select(folder: &Path, channel: Option<usize>) -> anyhow::Result<Vec<PathBuf>> {
+pub(super) fn select(folder: &Path, channel: Option<usize>) -> anyhow::Result<Vec<PathBuf>> {
     let files = recording::cast_files(folder);
     if files.is_empty() {
         return Err(UserError(format!("no recording in {}", folder.display())).into());
@@ -233,7 +233,7 @@ fn select(folder: &Path, channel: Option<usize>) -> anyhow::Result<Vec<PathBuf>>
 
 /// A session id from the store, a session id found under the recordings folder (the
 /// store may be gone), or a folder path.
-fn find_folder(config: &Config, store: &Store, id: &str) -> anyhow::Result<PathBuf> {
+pub(super) fn find_folder(config: &Config, store: &Store, id: &str) -> anyhow::Result<PathBuf> {
     let as_path = Path::new(id);
     if as_path.is_dir() {
         return Ok(as_path.to_path_buf());

@@ -91,7 +91,8 @@ pub fn write(
         .map_err(|source| BundleError::Read { path: folder.to_path_buf(), source })?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_file())
+        // Dotfiles (the seek index) are derived, not evidence.
+        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
         .collect();
     files.sort();
     for path in files {

@@ -12,6 +12,7 @@ pub mod encoder;
 pub mod export;
 pub mod reader;
 pub mod recovery;
+pub mod replay;
 pub mod seal;
 pub mod text;
 mod writer;

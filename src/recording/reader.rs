@@ -66,18 +66,24 @@ impl CastReader {
                 return None;
             }
         }
-        match serde_json::from_slice::<(f64, String, String)>(&self.line) {
-            Ok((interval, code, data)) => {
-                let interval_ms = (interval.max(0.0) * 1000.0).round() as u64;
-                self.time_ms += interval_ms;
-                Some(CastEvent { time_ms: self.time_ms, interval_ms, code, data })
+        match parse_event(&self.line, self.time_ms) {
+            Some(event) => {
+                self.time_ms = event.time_ms;
+                Some(event)
             }
-            Err(_) => {
+            None => {
                 self.truncated = true;
                 None
             }
         }
     }
+}
+
+/// One event line, `[interval, code, data]`, following an event at `previous_ms`.
+pub fn parse_event(line: &[u8], previous_ms: u64) -> Option<CastEvent> {
+    let (interval, code, data) = serde_json::from_slice::<(f64, String, String)>(line).ok()?;
+    let interval_ms = (interval.max(0.0) * 1000.0).round() as u64;
+    Some(CastEvent { time_ms: previous_ms + interval_ms, interval_ms, code, data })
 }
 
 impl Iterator for CastReader {

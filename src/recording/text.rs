@@ -131,6 +131,18 @@ pub fn clock(ms: u64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// Milliseconds from `HH:MM:SS`, `MM:SS` or seconds (each part a whole number).
+pub fn parse_clock(text: &str) -> Option<u64> {
+    let parts: Vec<u64> = text.trim().split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let seconds = match parts[..] {
+        [s] => Some(s),
+        [m, s] if s < 60 => m.checked_mul(60)?.checked_add(s),
+        [h, m, s] if m < 60 && s < 60 => h.checked_mul(3600)?.checked_add(m * 60 + s),
+        _ => None,
+    };
+    seconds?.checked_mul(1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +174,11 @@ mod tests {
         let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, vec!["red text", "next line"]);
         assert_eq!(clock(3_723_000), "01:02:03");
+        assert_eq!(parse_clock("01:02:03"), Some(3_723_000));
+        assert_eq!(parse_clock("2:05"), Some(125_000));
+        assert_eq!(parse_clock("90"), Some(90_000));
+        assert_eq!(parse_clock("1:60"), None);
+        assert_eq!(parse_clock("x"), None);
+        assert_eq!(parse_clock("99999999999999999:00:00"), None);
     }
 }

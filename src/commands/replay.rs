@@ -1,0 +1,368 @@
+//! `replay`: plays a recording in the terminal at its real pace, like `asciinema play`,
+//! with keys: space pause/resume, `+`/`-` speed, `.` step (paused), `]`/`[` next and
+//! previous marker, `→`/`←` 10 seconds, `q` quit. Seeks use the recording's seek index
+//! (see `recording::replay`), so a jump into a long recording is immediate.
+//!
+//! The position, speed and state are shown in the terminal's title, leaving the screen to
+//! the recording. Without a terminal (output to a pipe) it plays without keys.
+
+use std::io::{Read, Write};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use super::Ctx;
+use super::recordings::{find_folder, select};
+use crate::UserError;
+use crate::cli::ReplayArgs;
+use crate::recording::reader::CastEvent;
+use crate::recording::replay::{Events, Replay};
+use crate::recording::text::{clock, parse_clock};
+
+const SEEK_MS: u64 = 10_000;
+const MIN_SPEED: f64 = 1.0 / 16.0;
+const MAX_SPEED: f64 = 256.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Pause,
+    Faster,
+    Slower,
+    Step,
+    NextMarker,
+    PreviousMarker,
+    Forward,
+    Back,
+    Quit,
+}
+
+/// The keys in what the terminal sent (arrows as `ESC [ C`/`ESC O C` and `D`).
+pub fn parse_keys(bytes: &[u8]) -> Vec<Key> {
+    let mut keys = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let key = match bytes[i] {
+            b' ' => Some(Key::Pause),
+            b'+' | b'=' => Some(Key::Faster),
+            b'-' | b'_' => Some(Key::Slower),
+            b'.' => Some(Key::Step),
+            b']' => Some(Key::NextMarker),
+            b'[' => Some(Key::PreviousMarker),
+            b'q' | b'Q' | 0x03 | 0x04 => Some(Key::Quit),
+            0x1b if matches!(bytes.get(i + 1), Some(b'[' | b'O')) => {
+                i += 2;
+                match bytes.get(i) {
+                    Some(b'C') => Some(Key::Forward),
+                    Some(b'D') => Some(Key::Back),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        keys.extend(key);
+        i += 1;
+    }
+    keys
+}
+
+pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
+    if ctx.caller.technician().is_some() {
+        return Err(UserError(
+            "replay runs where the recording is: chaperone replay ID on the bastion, or the bundle's player.html"
+                .into(),
+        )
+        .into());
+    }
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        return Err(UserError(format!("--speed {}: give a positive number", args.speed)).into());
+    }
+    let folder = find_folder(ctx.config, ctx.store, &args.id)?;
+    let [path] = select(&folder, Some(args.channel))?.try_into().map_err(|_| UserError("no such channel".into()))?;
+    let replay = Replay::open(&path)?;
+    let markers = &replay.index.markers;
+    let start_ms = match (&args.from, args.from_marker) {
+        (Some(from), _) => parse_clock(from).ok_or_else(|| UserError(format!("--from {from:?}: give HH:MM:SS")))?,
+        (None, Some(n)) if n >= 1 && n <= markers.len() => markers[n - 1].time_ms,
+        (None, Some(n)) => {
+            return Err(UserError(format!("--from-marker {n}: the recording has {} marker(s)", markers.len())).into());
+        }
+        (None, None) => 0,
+    };
+    let terminal = Terminal::take();
+    if let Some((cols, rows)) = terminal.as_ref().and_then(|t| t.size())
+        && (cols, rows) != (replay.header.term.cols as usize, replay.header.term.rows as usize)
+    {
+        let _ = writeln!(
+            ctx.err,
+            "chaperone: recorded at {}x{}; this terminal is {cols}x{rows}\r",
+            replay.header.term.cols, replay.header.term.rows
+        );
+    }
+    let keys = terminal.as_ref().map(|t| t.keys());
+    let mut player = Player {
+        replay: &replay,
+        out: &mut *ctx.out,
+        name: args.id.clone(),
+        speed: args.speed,
+        idle_limit_ms: args.idle_limit.map(|s| (s.max(0.0) * 1000.0) as u64),
+        // Without a terminal there is no key to resume with.
+        paused: args.paused && keys.is_some(),
+        title_shown: String::new(),
+    };
+    let result = player.play(start_ms, keys);
+    drop(terminal);
+    let (ended, at_ms) = result?;
+    let _ = writeln!(
+        ctx.err,
+        "chaperone: replay {} at {} of {}",
+        if ended { "ended" } else { "stopped" },
+        clock(at_ms),
+        clock(replay.index.duration_ms)
+    );
+    Ok(())
+}
+
+struct Player<'a, 'r> {
+    replay: &'r Replay,
+    out: &'a mut dyn Write,
+    name: String,
+    speed: f64,
+    idle_limit_ms: Option<u64>,
+    paused: bool,
+    title_shown: String,
+}
+
+impl<'r> Player<'_, 'r> {
+    /// Plays from `start_ms` until the end (true) or `q` (false); returns where it stopped.
+    fn play(&mut self, start_ms: u64, keys: Option<Receiver<Key>>) -> std::io::Result<(bool, u64)> {
+        let mut at_ms = start_ms;
+        let mut events = self.jump(at_ms)?;
+        // When the next event is due; kept across pauses as what was left of the wait.
+        let mut due: Option<Instant> = None;
+        let mut left: Option<Duration> = None;
+        loop {
+            self.title(at_ms)?;
+            // At the end: done, unless paused there (after a seek) with keys to go back.
+            let next_ms = match events.peek() {
+                Some(next) => next.time_ms,
+                None if self.paused && keys.is_some() => u64::MAX,
+                None => {
+                    self.out.flush()?;
+                    return Ok((true, at_ms));
+                }
+            };
+            let wait = self.wait_for(next_ms.saturating_sub(at_ms));
+            let deadline = *due.get_or_insert_with(|| Instant::now() + left.take().unwrap_or(wait));
+            let key = match (&keys, self.paused) {
+                (Some(keys), true) => keys.recv().ok(),
+                (Some(keys), false) => match keys.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(key) => Some(key),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                        None
+                    }
+                },
+                (None, _) => {
+                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                    None
+                }
+            };
+            let seek_to = match key {
+                None if self.paused => {
+                    // Keys gone while paused (the terminal closed): stop.
+                    return Ok((false, at_ms));
+                }
+                None => {
+                    due = None;
+                    if let Some(event) = events.next() {
+                        at_ms = event.time_ms;
+                        self.emit(&event, events.peek().is_none_or(|n| n.time_ms > at_ms))?;
+                    }
+                    None
+                }
+                Some(Key::Quit) => return Ok((false, at_ms)),
+                Some(Key::Pause) => {
+                    if self.paused {
+                        self.paused = false;
+                    } else {
+                        self.paused = true;
+                        left = Some(deadline.saturating_duration_since(Instant::now()));
+                        due = None;
+                    }
+                    None
+                }
+                Some(Key::Step) => {
+                    self.paused = true;
+                    (due, left) = (None, None);
+                    if let Some(event) = events.next() {
+                        at_ms = event.time_ms;
+                        self.emit(&event, true)?;
+                    }
+                    None
+                }
+                Some(key @ (Key::Faster | Key::Slower)) => {
+                    let factor = if key == Key::Faster { 2.0 } else { 0.5 };
+                    self.speed = (self.speed * factor).clamp(MIN_SPEED, MAX_SPEED);
+                    (due, left) = (None, None);
+                    None
+                }
+                Some(Key::Forward) => Some(at_ms.saturating_add(SEEK_MS).min(self.replay.index.duration_ms)),
+                Some(Key::Back) => Some(at_ms.saturating_sub(SEEK_MS)),
+                Some(Key::NextMarker) => {
+                    self.replay.index.markers.iter().find(|m| m.time_ms > at_ms).map(|m| m.time_ms)
+                }
+                // The marker before the one just passed, so that `[` twice goes back twice.
+                Some(Key::PreviousMarker) => Some(
+                    self.replay.index.markers.iter().rev().find(|m| m.time_ms + 1000 < at_ms).map_or(0, |m| m.time_ms),
+                ),
+            };
+            if let Some(to) = seek_to {
+                at_ms = to;
+                events = self.jump(to)?;
+                (due, left) = (None, None);
+            }
+        }
+    }
+
+    /// Shows the screen at `to_ms` on a reset terminal; returns the events after it.
+    fn jump(&mut self, to_ms: u64) -> std::io::Result<std::iter::Peekable<Events<'r>>> {
+        let position = self.replay.seek(to_ms);
+        self.out.write_all(b"\x1bc")?;
+        self.out.write_all(position.screen.as_bytes())?;
+        self.out.flush()?;
+        Ok(position.events)
+    }
+
+    fn emit(&mut self, event: &CastEvent, flush: bool) -> std::io::Result<()> {
+        if event.code == "o" {
+            self.out.write_all(event.data.as_bytes())?;
+        }
+        if flush {
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The wall time to wait for a gap in the recording, after the idle limit and speed.
+    fn wait_for(&self, gap_ms: u64) -> Duration {
+        let gap = self.idle_limit_ms.map_or(gap_ms, |limit| gap_ms.min(limit));
+        // A day at most: longer than any window, and far from overflowing an Instant.
+        Duration::from_secs_f64((gap as f64 / 1000.0 / self.speed).min(86_400.0))
+    }
+
+    /// Position, speed and state in the terminal's title (written when it changes).
+    fn title(&mut self, at_ms: u64) -> std::io::Result<()> {
+        let marker = self.replay.index.markers.iter().rev().find(|m| m.time_ms <= at_ms && at_ms < m.time_ms + 5000);
+        let title = format!(
+            "chaperone replay {}  {} / {}  x{}{}{}",
+            self.name,
+            clock(at_ms),
+            clock(self.replay.index.duration_ms),
+            self.speed,
+            if self.paused { "  paused" } else { "" },
+            marker.map(|m| format!("  [{}]", m.label)).unwrap_or_default()
+        );
+        if title != self.title_shown {
+            // Marker labels are text from the recording: no control characters into the title.
+            let clean: String = title.chars().filter(|c| !c.is_control()).collect();
+            write!(self.out, "\x1b]2;{clean}\x07")?;
+            self.out.flush()?;
+            self.title_shown = title;
+        }
+        Ok(())
+    }
+}
+
+/// The controlling terminal in raw mode (keys arrive one by one, Ctrl-C as a key), put
+/// back as it was when dropped.
+struct Terminal {
+    saved: libc::termios,
+}
+
+impl Terminal {
+    /// Raw mode if standard input and output are a terminal.
+    fn take() -> Option<Terminal> {
+        // SAFETY: isatty/tcgetattr/tcsetattr on fds 0 and 1 with a zeroed termios buffer.
+        unsafe {
+            if libc::isatty(0) != 1 || libc::isatty(1) != 1 {
+                return None;
+            }
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut saved) != 0 {
+                return None;
+            }
+            let mut raw = saved;
+            libc::cfmakeraw(&mut raw);
+            if libc::tcsetattr(0, libc::TCSANOW, &raw) != 0 {
+                return None;
+            }
+            Some(Terminal { saved })
+        }
+    }
+
+    fn size(&self) -> Option<(usize, usize)> {
+        // SAFETY: TIOCGWINSZ fills a winsize.
+        unsafe {
+            let mut size: libc::winsize = std::mem::zeroed();
+            (libc::ioctl(1, libc::TIOCGWINSZ, &mut size) == 0 && size.ws_col > 0)
+                .then_some((size.ws_col as usize, size.ws_row as usize))
+        }
+    }
+
+    /// Keys from standard input, read on a thread of their own.
+    fn keys(&self) -> Receiver<Key> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 64];
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                for key in parse_keys(&buf[..n]) {
+                    if tx.send(key).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // SAFETY: restores the attributes read in `take`. Then: attributes off, cursor
+        // shown, a fresh line.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &self.saved);
+        }
+        let mut out = std::io::stdout();
+        let _ = out.write_all(b"\x1b[0m\x1b[?25h\r\n");
+        let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_arrows_are_parsed() {
+        assert_eq!(
+            parse_keys(b" +-.][q\x1b[C\x1bOD\x1b[A\x03x"),
+            vec![
+                Key::Pause,
+                Key::Faster,
+                Key::Slower,
+                Key::Step,
+                Key::NextMarker,
+                Key::PreviousMarker,
+                Key::Quit,
+                Key::Forward,
+                Key::Back,
+                Key::Quit
+            ]
+        );
+    }
+}

@@ -1,0 +1,395 @@
+//! Replay with immediate seeking. A recording is a sequence of independent zstd frames,
+//! so playback can start at any frame. The seek index (`.session.cast.idx` beside
+//! `session.cast.zst`) holds terminal-screen keyframes: at a frame boundary at least every
+//! [`KEYFRAME_BYTES`] of output or [`KEYFRAME_MS`] of session time, the screen as a
+//! terminal emulator (avt) shows it, with the frame's byte offset and the session time. A
+//! seek restores the nearest keyframe before the wanted time and emulates only from there.
+//!
+//! The index is derived data, not evidence: it is a dotfile, so the seal neither covers
+//! nor misses it, and it names the length and SHA-256 of the recording it was built from;
+//! one that does not match (a recording still growing, a different file) is rebuilt.
+//! Where the folder cannot be written (a read-only copy), the index stays in memory.
+
+use std::iter::Peekable;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::RecordingError;
+use super::asciicast::Header;
+use super::reader::{CastEvent, parse_event};
+
+/// Output between keyframes, at most (give or take a frame).
+pub const KEYFRAME_BYTES: u64 = 2 * 1024 * 1024;
+/// Session time between keyframes, at most (give or take a frame).
+pub const KEYFRAME_MS: u64 = 60_000;
+/// Terminal sizes from the recording are clamped to this (a resize is vendor input).
+const MAX_SIDE: usize = 1000;
+const INDEX_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeekIndex {
+    pub version: u32,
+    /// The recording this index was built from.
+    pub recording_length: u64,
+    pub recording_sha256: String,
+    /// Time of the last event.
+    pub duration_ms: u64,
+    pub keyframes: Vec<Keyframe>,
+    pub markers: Vec<Marker>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Keyframe {
+    /// Session time of the last event before this frame.
+    pub time_ms: u64,
+    /// Byte offset of the zstd frame in the recording file.
+    pub offset: u64,
+    pub cols: usize,
+    pub rows: usize,
+    /// The screen before the frame, as text and sequences that reproduce it (avt dump).
+    pub screen: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Marker {
+    pub time_ms: u64,
+    pub label: String,
+}
+
+/// A recording opened for replay: its compressed bytes, header and seek index.
+pub struct Replay {
+    data: Vec<u8>,
+    pub header: Header,
+    pub index: SeekIndex,
+}
+
+/// Where a seek landed: the screen at that time and the events after it.
+pub struct Position<'a> {
+    pub time_ms: u64,
+    pub cols: usize,
+    pub rows: usize,
+    /// Sequences that draw the screen on a terminal reset to that size.
+    pub screen: String,
+    pub events: Peekable<Events<'a>>,
+}
+
+/// The index file of a recording: `session.cast.zst` → `.session.cast.idx`.
+pub fn index_path(cast: &Path) -> PathBuf {
+    let name = cast.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = name.strip_suffix(".zst").unwrap_or(&name);
+    cast.with_file_name(format!(".{stem}.idx"))
+}
+
+impl Replay {
+    /// Opens a recording, with its index if one matches, else building it (and saving it
+    /// when the folder can be written).
+    pub fn open(path: &Path) -> Result<Replay, RecordingError> {
+        let read_err = |message: String| RecordingError::Read { path: path.to_path_buf(), message };
+        let data = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
+        let header = first_line(&data).ok_or_else(|| read_err("no asciicast v3 header".into()))?;
+        let sha = format!("{:x}", Sha256::digest(&data));
+        let saved =
+            std::fs::read(index_path(path)).ok().and_then(|b| serde_json::from_slice::<SeekIndex>(&b).ok()).filter(
+                |i| i.version == INDEX_VERSION && i.recording_length == data.len() as u64 && i.recording_sha256 == sha,
+            );
+        let index = match saved {
+            Some(index) => index,
+            None => {
+                let index = build_index(&data, &header, sha);
+                save_index(&index_path(path), &index);
+                index
+            }
+        };
+        Ok(Replay { data, header, index })
+    }
+
+    /// Every event from the start.
+    pub fn events(&self) -> Events<'_> {
+        Events::new(&self.data, 0, 0)
+    }
+
+    /// The screen at `time_ms` (all events up to and including that time applied), and
+    /// the events after it.
+    pub fn seek(&self, time_ms: u64) -> Position<'_> {
+        let start = self.index.keyframes.iter().rev().find(|k| k.time_ms <= time_ms);
+        let (mut vt, mut events) = match start {
+            Some(k) => {
+                let mut vt = terminal(k.cols, k.rows);
+                vt.feed(k.screen.as_str());
+                (vt, Events::new(&self.data, k.offset as usize, k.time_ms).peekable())
+            }
+            None => {
+                (terminal(self.header.term.cols as usize, self.header.term.rows as usize), self.events().peekable())
+            }
+        };
+        while let Some(event) = events.next_if(|e| e.time_ms <= time_ms) {
+            apply(&mut vt, &event);
+        }
+        let (cols, rows) = vt.size();
+        Position { time_ms, cols, rows, screen: vt.dump(), events }
+    }
+}
+
+/// Applies an event to the emulator: output is shown, a resize reshapes the screen.
+pub fn apply(vt: &mut avt::Terminal, event: &CastEvent) {
+    match event.code.as_str() {
+        "o" => vt.feed(event.data.as_str()),
+        "r" => {
+            if let Some((cols, rows)) = parse_size(&event.data) {
+                vt.resize(cols, rows);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `COLSxROWS` of a resize event, clamped to a sane terminal.
+pub fn parse_size(data: &str) -> Option<(usize, usize)> {
+    let (cols, rows) = data.split_once('x')?;
+    Some((cols.trim().parse::<usize>().ok()?.clamp(1, MAX_SIDE), rows.trim().parse::<usize>().ok()?.clamp(1, MAX_SIDE)))
+}
+
+fn terminal(cols: usize, rows: usize) -> avt::Terminal {
+    let (cols, rows) = (cols.clamp(1, MAX_SIDE), rows.clamp(1, MAX_SIDE));
+    // Both sides are at least 1, which is all avt asks.
+    avt::Terminal::new(cols, rows).unwrap_or_else(|_| unreachable_size())
+}
+
+#[allow(clippy::panic)]
+fn unreachable_size() -> avt::Terminal {
+    panic!("avt refused a non-zero terminal size")
+}
+
+fn first_line(data: &[u8]) -> Option<Header> {
+    let mut frames = Frames { data, offset: 0 };
+    let (_, text) = frames.next()?;
+    let end = text.iter().position(|&b| b == b'\n')?;
+    serde_json::from_slice::<Header>(&text[..end]).ok().filter(|h| h.version == 3)
+}
+
+/// Emulates the whole recording once, taking a keyframe at the first frame boundary
+/// after every [`KEYFRAME_BYTES`] of output or [`KEYFRAME_MS`] of time.
+fn build_index(data: &[u8], header: &Header, sha256: String) -> SeekIndex {
+    let mut vt = terminal(header.term.cols as usize, header.term.rows as usize);
+    let mut index = SeekIndex {
+        version: INDEX_VERSION,
+        recording_length: data.len() as u64,
+        recording_sha256: sha256,
+        duration_ms: 0,
+        keyframes: Vec::new(),
+        markers: Vec::new(),
+    };
+    let mut events = Events::new(data, 0, 0);
+    let (mut bytes_since, mut time_since) = (0u64, 0u64);
+    loop {
+        // At a frame boundary (the first frame holds the header: no keyframe before it).
+        if events.at_frame_boundary()
+            && events.offset > 0
+            && (bytes_since >= KEYFRAME_BYTES
+                || index.duration_ms >= time_since + KEYFRAME_MS
+                || index.keyframes.is_empty())
+        {
+            let (cols, rows) = vt.size();
+            index.keyframes.push(Keyframe {
+                time_ms: index.duration_ms,
+                offset: events.offset as u64,
+                cols,
+                rows,
+                screen: vt.dump(),
+            });
+            bytes_since = 0;
+            time_since = index.duration_ms;
+        }
+        let Some(event) = events.next() else { break };
+        index.duration_ms = event.time_ms;
+        match event.code.as_str() {
+            "o" => bytes_since += event.data.len() as u64,
+            "m" => index.markers.push(Marker { time_ms: event.time_ms, label: event.data.clone() }),
+            _ => {}
+        }
+        apply(&mut vt, &event);
+    }
+    index
+}
+
+/// Saved with a temporary file and a rename, so a reader never sees half an index. A
+/// folder that cannot be written keeps no index; that is fine.
+fn save_index(path: &Path, index: &SeekIndex) {
+    let partial = path.with_extension("idx.partial");
+    let saved = serde_json::to_vec(index)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&partial, bytes))
+        .and_then(|_| std::fs::rename(&partial, path));
+    if let Err(e) = saved {
+        let _ = std::fs::remove_file(&partial);
+        tracing::debug!("seek index {} not saved: {e}", path.display());
+    }
+}
+
+/// The zstd frames of a recording with their offsets, decompressed one by one. A frame
+/// cut short (a recording still being written) ends the sequence.
+struct Frames<'a> {
+    data: &'a [u8],
+    offset: usize,
+}
+
+impl Iterator for Frames<'_> {
+    type Item = (usize, Vec<u8>);
+
+    fn next(&mut self) -> Option<(usize, Vec<u8>)> {
+        let rest = self.data.get(self.offset..).filter(|r| !r.is_empty())?;
+        let length = zstd::zstd_safe::find_frame_compressed_size(rest).ok()?;
+        let frame = rest.get(..length)?;
+        let text = zstd::stream::decode_all(frame).ok()?;
+        let at = self.offset;
+        self.offset += length;
+        Some((at, text))
+    }
+}
+
+/// Events from a frame boundary on; the header line (in the first frame) is skipped.
+pub struct Events<'a> {
+    frames: Frames<'a>,
+    text: Vec<u8>,
+    at: usize,
+    time_ms: u64,
+    /// Offset of the next frame to decode.
+    offset: usize,
+}
+
+impl<'a> Events<'a> {
+    fn new(data: &'a [u8], offset: usize, time_ms: u64) -> Events<'a> {
+        let mut events = Events { frames: Frames { data, offset }, text: Vec::new(), at: 0, time_ms, offset };
+        if offset == 0 && events.load_frame() {
+            // Skip the header line.
+            events.at = events.text.iter().position(|&b| b == b'\n').map_or(events.text.len(), |i| i + 1);
+        }
+        events
+    }
+
+    fn load_frame(&mut self) -> bool {
+        match self.frames.next() {
+            Some((_, text)) => {
+                self.text = text;
+                self.at = 0;
+                self.offset = self.frames.offset;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True when every event of the frames decoded so far was returned.
+    fn at_frame_boundary(&self) -> bool {
+        self.at >= self.text.len()
+    }
+}
+
+impl Iterator for Events<'_> {
+    type Item = CastEvent;
+
+    fn next(&mut self) -> Option<CastEvent> {
+        while self.at_frame_boundary() {
+            if !self.load_frame() {
+                return None;
+            }
+        }
+        let rest = &self.text[self.at..];
+        let end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
+        let event = parse_event(&rest[..end], self.time_ms)?;
+        self.at += end;
+        self.time_ms = event.time_ms;
+        Some(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use chrono::Utc;
+
+    use super::*;
+    use crate::config::RecordingConfig;
+    use crate::recording::encoder::Encoder;
+    use crate::recording::{Event, Term};
+
+    /// A recording of `minutes` of a busy terminal: colours, redraws, a resize, markers,
+    /// frames closed every 50 events as the flush interval would.
+    fn long_recording(path: &Path, minutes: u64) {
+        let start = Instant::now();
+        let mut enc = Encoder::new("t".into(), Utc::now(), RecordingConfig::default(), start);
+        let mut file = Vec::new();
+        let term = Term { cols: 80, rows: 24, kind: None };
+        enc.encode(start, Event::Start { term, command: None }, &mut file).unwrap();
+        for i in 0..minutes * 60 * 4 {
+            let at = start + Duration::from_millis(i * 250);
+            let text = match i % 7 {
+                0 => format!("\x1b[2J\x1b[Hscreen {i}\r\n"),
+                1 => format!("\x1b[1;3{}mline {i} käse\x1b[0m\r\n", i % 8),
+                _ => format!("{}\r\n", "x".repeat((i % 90) as usize)),
+            };
+            enc.encode(at, Event::Output(Bytes::from(text)), &mut file).unwrap();
+            if i == 500 {
+                enc.encode(at, Event::Resize { cols: 100, rows: 30 }, &mut file).unwrap();
+            }
+            if i % 1000 == 999 {
+                enc.encode(at, Event::Marker(format!("mark {i}")), &mut file).unwrap();
+            }
+            if i % 50 == 49 {
+                enc.flush(&mut file).unwrap();
+            }
+        }
+        enc.finish(&mut file).unwrap();
+        std::fs::write(path, file).unwrap();
+    }
+
+    fn screen_text(cols: usize, rows: usize, dump: &str) -> Vec<String> {
+        let mut vt = avt::Terminal::new(cols, rows).unwrap();
+        vt.feed(dump);
+        vt.screen().text()
+    }
+
+    #[test]
+    fn a_seek_shows_what_playing_from_the_start_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("session.cast.zst");
+        long_recording(&path, 20);
+        let replay = Replay::open(&path).unwrap();
+        assert!(index_path(&path).ends_with(".session.cast.idx"));
+        assert!(index_path(&path).is_file(), "the index is saved beside the recording");
+        assert!(replay.index.keyframes.len() >= 20, "{} keyframes", replay.index.keyframes.len());
+        assert_eq!(replay.index.markers.len(), 4);
+        assert_eq!(replay.index.markers[0], Marker { time_ms: 999 * 250, label: "mark 999".into() });
+
+        for t in [0, 1_000, 125_000, 125_250, 300_001, 599_999, 1_199_750, 5_000_000] {
+            let mut vt = terminal(80, 24);
+            for e in replay.events().take_while(|e| e.time_ms <= t) {
+                apply(&mut vt, &e);
+            }
+            let seek = replay.seek(t);
+            assert_eq!((seek.cols, seek.rows), vt.size(), "size at {t}");
+            assert_eq!(screen_text(seek.cols, seek.rows, &seek.screen), vt.screen().text(), "screen at {t} ms");
+            let next = replay.events().find(|e| e.time_ms > t).map(|e| e.time_ms);
+            assert_eq!(seek.events.map(|e| e.time_ms).next(), next, "first event after {t}");
+        }
+
+        // Reopened: the saved index is used; changed: it is rebuilt.
+        let again = Replay::open(&path).unwrap();
+        assert_eq!(again.index.keyframes.len(), replay.index.keyframes.len());
+        long_recording(&path, 2);
+        let changed = Replay::open(&path).unwrap();
+        assert!(changed.index.keyframes.len() < replay.index.keyframes.len());
+        assert_eq!(changed.index.duration_ms, 2 * 60 * 4 * 250 - 250);
+    }
+
+    #[test]
+    fn sizes_from_the_recording_are_clamped() {
+        assert_eq!(parse_size("120x40"), Some((120, 40)));
+        assert_eq!(parse_size("99999999x0"), Some((MAX_SIDE, 1)));
+        assert_eq!(parse_size("junk"), None);
+    }
+}
