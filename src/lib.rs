@@ -25,7 +25,8 @@
 //! - [`session`]: one admitted login: upstream connection, channel relays, recordings.
 //! - [`ssh`]: SSH settings both sides share (cipher preference by CPU).
 //! - [`upstream`]: the SSH client facing the target, with host-key pinning.
-//! - [`recording`]: asciicast v3 writer (zstd frames), tolerant reader and exports.
+//! - [`recording`]: asciicast v3 writer (zstd frames), tolerant reader and exports, the
+//!   seal, crash recovery, replay with its seek index, and the dispute bundle.
 //! - [`id`]: short, unique, time-sortable session ids.
 
 pub mod audit;

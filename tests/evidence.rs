@@ -159,6 +159,15 @@ fn the_dispute_bundle_verifies_by_hand_and_plays_offline_in_chromium() {
         assert!(transcript.contains("Vendor:         acme"), "{transcript}");
     }
 
+    // A technician gets the same bundle over ssh, as a tar on standard output.
+    let out = w.console(&format!("recordings export {id} --bundle -"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let over_ssh = w.path("over-ssh.tar");
+    std::fs::write(&over_ssh, &out.stdout).unwrap();
+    unpack(&over_ssh, &w.path("unpacked-ssh"));
+    let seal = format!("chaperone-{id}/{id}/seal");
+    assert_eq!(sha256_file(&w.path("unpacked-ssh").join(&seal)), sha256_file(&folder.join("seal")));
+
     // README.txt's by-hand procedure, run as written (bash, jq, ssh-keygen, coreutils).
     let root = w.path("unpacked-tar").join(format!("chaperone-{id}"));
     let readme = std::fs::read_to_string(root.join("README.txt")).unwrap();
