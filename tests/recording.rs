@@ -319,6 +319,10 @@ fn replay_starts_at_a_marker_and_obeys_its_keys() {
     assert!(player.wait(Duration::from_secs(15)).success(), "{}", player.output());
     player.expect("replay stopped at");
 
+    // The seek index sits beside the recording; it is derived, and the folder still verifies.
+    assert!(w.folder(&id).join(".session.cast.idx").is_file());
+    w.bastion.ok(&["recordings", "verify", &id]);
+
     // Bad requests are one-line errors.
     let out = w.bastion.run(&["replay", &id, "--from-marker", "9"]);
     assert_eq!(stderr(&out).trim(), "chaperone: --from-marker 9: the recording has 1 marker(s)");
