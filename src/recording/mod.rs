@@ -2,7 +2,7 @@
 //! sequence of independent zstd frames, in `recordings/YYYY/MM/<session-id>/`.
 //!
 //! The relay hands events to a [`Recorder`] (a bounded queue: when the disk cannot keep
-//! up, the relay waits; nothing is dropped). A writer task encodes them and closes a
+//! up, the relay waits; nothing is dropped). A writer on its own thread encodes them and closes a
 //! zstd frame at least every flush interval, so a crash loses at most that much. If the
 //! file cannot be written, the recorder reports failure and the session ends.
 
@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use asciicast::{Header, Term};
@@ -38,6 +38,10 @@ pub const FIRST_CAST: &str = "session.cast.zst";
 /// relay then waits, which slows the target's output to what can be recorded. Never
 /// drop. What sits here when the disk fails is what the vendor saw but the file lacks.
 const QUEUE_EVENTS: usize = 64;
+
+/// Stack of a recording's writer thread: encoding, zstd and signing need little (their
+/// buffers are on the heap); a thousand sessions need not map a thousand 2 MiB stacks.
+const WRITER_STACK: usize = 512 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
@@ -92,7 +96,7 @@ impl Recorder {
         started: DateTime<Utc>,
         config: RecordingConfig,
         sealer: seal::Sealer,
-    ) -> Result<(Recorder, tokio::task::JoinHandle<Summary>), RecordingError> {
+    ) -> Result<(Recorder, oneshot::Receiver<Summary>), RecordingError> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -101,8 +105,19 @@ impl Recorder {
         let (tx, rx) = mpsc::channel(QUEUE_EVENTS);
         let failed = CancellationToken::new();
         let task = writer::Writer::new(file, path.to_path_buf(), title, started, config, failed.clone(), sealer);
-        let join = tokio::spawn(task.run(rx));
-        Ok((Recorder { tx, failed, path: path.to_path_buf() }, join))
+        // Encoding, compression and hashing are CPU work: they run on a thread of their
+        // own, off the runtime's workers that carry the SSH traffic, using the runtime
+        // only for the queue and the flush timer.
+        let (done, finished) = oneshot::channel();
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("recorder".into())
+            .stack_size(WRITER_STACK)
+            .spawn(move || {
+                let _ = done.send(runtime.block_on(task.run(rx)));
+            })
+            .map_err(|source| RecordingError::Create { path: path.to_path_buf(), source })?;
+        Ok((Recorder { tx, failed, path: path.to_path_buf() }, finished))
     }
 
     /// Queues an event, stamped now. Waits while the queue is full (backpressure); fails
