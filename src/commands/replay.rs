@@ -4,7 +4,9 @@
 //! (see `recording::replay`), so a jump into a long recording is immediate.
 //!
 //! The position, speed and state are shown in the terminal's title, leaving the screen to
-//! the recording. Without a terminal (output to a pipe) it plays without keys.
+//! the recording. Control strings in the recorded output (OSC, DCS, APC, …: titles, the
+//! clipboard) are removed before they reach the terminal. Without a terminal (output to a
+//! pipe) it plays without keys.
 
 use std::io::{Read, Write};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -107,6 +109,8 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
         // Without a terminal there is no key to resume with.
         paused: args.paused && keys.is_some(),
         title_shown: String::new(),
+        sanitizer: Sanitizer::default(),
+        shown: String::new(),
     };
     let result = player.play(start_ms, keys);
     drop(terminal);
@@ -129,6 +133,9 @@ struct Player<'a, 'r> {
     idle_limit_ms: Option<u64>,
     paused: bool,
     title_shown: String,
+    sanitizer: Sanitizer,
+    /// The sanitised text of the event being shown (reused).
+    shown: String,
 }
 
 impl<'r> Player<'_, 'r> {
@@ -227,6 +234,7 @@ impl<'r> Player<'_, 'r> {
     /// Shows the screen at `to_ms` on a reset terminal; returns the events after it.
     fn jump(&mut self, to_ms: u64) -> std::io::Result<std::iter::Peekable<Events<'r>>> {
         let position = self.replay.seek(to_ms);
+        self.sanitizer = Sanitizer::default();
         self.out.write_all(b"\x1bc")?;
         self.out.write_all(position.screen.as_bytes())?;
         self.out.flush()?;
@@ -235,7 +243,9 @@ impl<'r> Player<'_, 'r> {
 
     fn emit(&mut self, event: &CastEvent, flush: bool) -> std::io::Result<()> {
         if event.code == "o" {
-            self.out.write_all(event.data.as_bytes())?;
+            self.shown.clear();
+            self.sanitizer.filter(&event.data, &mut self.shown);
+            self.out.write_all(self.shown.as_bytes())?;
         }
         if flush {
             self.out.flush()?;
@@ -271,6 +281,82 @@ impl<'r> Player<'_, 'r> {
         }
         Ok(())
     }
+}
+
+/// Removes the control strings of recorded output before it reaches the replaying
+/// terminal: OSC (titles, the clipboard via OSC 52, hyperlinks), DCS, SOS, PM and APC,
+/// 7-bit and C1 forms. A vendor's output must not write the clipboard or the title of the
+/// person replaying it, nor make their terminal answer into their keyboard input. The
+/// state carries across events, since a sequence may be split between them.
+#[derive(Debug, Default)]
+pub struct Sanitizer {
+    state: Strip,
+    /// Characters of the current control string dropped so far.
+    dropped: usize,
+}
+
+/// A control string longer than this is taken as text from there on.
+const MAX_CONTROL_STRING: usize = 4096;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Strip {
+    #[default]
+    Text,
+    /// After ESC in text.
+    Escape,
+    /// Inside a control string (dropped).
+    String,
+    /// After ESC inside a control string: `\` ends it (ST).
+    StringEscape,
+}
+
+impl Sanitizer {
+    pub fn filter(&mut self, text: &str, out: &mut String) {
+        for c in text.chars() {
+            self.state = match (self.state, c) {
+                (Strip::Text, '\u{1b}') => Strip::Escape,
+                (Strip::Text, c) if is_c1_string_start(c) => self.start_string(),
+                (Strip::Text, c) => {
+                    out.push(c);
+                    Strip::Text
+                }
+                (Strip::Escape | Strip::StringEscape, ']' | 'P' | 'X' | '^' | '_') => self.start_string(),
+                (Strip::StringEscape, '\\') => Strip::Text,
+                (Strip::Escape, '\u{1b}') => {
+                    out.push('\u{1b}');
+                    Strip::Escape
+                }
+                // ESC inside a string ends it; this ESC starts a new sequence.
+                (Strip::StringEscape, '\u{1b}') => Strip::Escape,
+                (Strip::Escape | Strip::StringEscape, c) => {
+                    out.push('\u{1b}');
+                    out.push(c);
+                    Strip::Text
+                }
+                (Strip::String, '\u{7}' | '\u{9c}') => Strip::Text,
+                (Strip::String, '\u{1b}') => Strip::StringEscape,
+                // An unterminated string must not hide the rest of the session.
+                (Strip::String, c) if self.dropped >= MAX_CONTROL_STRING => {
+                    out.push(c);
+                    Strip::Text
+                }
+                (Strip::String, _) => {
+                    self.dropped += 1;
+                    Strip::String
+                }
+            };
+        }
+    }
+
+    fn start_string(&mut self) -> Strip {
+        self.dropped = 0;
+        Strip::String
+    }
+}
+
+/// DCS, SOS, OSC, PM and APC as single C1 characters.
+fn is_c1_string_start(c: char) -> bool {
+    matches!(c, '\u{90}' | '\u{98}' | '\u{9d}' | '\u{9e}' | '\u{9f}')
 }
 
 /// The controlling terminal in raw mode (keys arrive one by one, Ctrl-C as a key), put
@@ -346,6 +432,33 @@ impl Drop for Terminal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_strings_from_the_recording_are_removed_even_when_split() {
+        let recorded = [
+            "a\u{1b}]52;c;ZXZpbA==\u{7}b\u{1b}[1mc",
+            "\u{1b}]0;ti",
+            "tle\u{1b}",
+            "\\d\u{1b}Pq#0\u{1b}\\e\u{9d}8;;x\u{9c}f\u{1b}",
+            "[0mg",
+        ];
+        let mut sanitizer = Sanitizer::default();
+        let mut out = String::new();
+        for piece in recorded {
+            sanitizer.filter(piece, &mut out);
+        }
+        assert_eq!(out, "ab\u{1b}[1mcdef\u{1b}[0mg");
+
+        // A string ended by the ESC of another string: both go.
+        let mut out = String::new();
+        Sanitizer::default().filter("\u{1b}]0;x\u{1b}]52;c;ZXZpbA==\u{7}h", &mut out);
+        assert_eq!(out, "h");
+        // An unterminated string does not hide the rest of the session.
+        let mut out = String::new();
+        let hidden = format!("\u{1b}]{}visible", "x".repeat(MAX_CONTROL_STRING));
+        Sanitizer::default().filter(&hidden, &mut out);
+        assert_eq!(out, "visible");
+    }
 
     #[test]
     fn keys_and_arrows_are_parsed() {
