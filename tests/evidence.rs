@@ -127,6 +127,8 @@ fn the_dispute_bundle_verifies_by_hand_and_plays_offline_in_chromium() {
         std::fs::read_to_string(folder.join("seal")).unwrap_or_default().contains(" audit.jsonl ")
     });
 
+    // The bastion indexes the finished recording for seeking; the index is not evidence.
+    w.eventually("the seek index", || folder.join(".session.cast.idx").is_file());
     for kind in ["tar", "zip"] {
         let bundle = w.path(&format!("evidence.{kind}"));
         let out = w.bastion.run(&["recordings", "export", &id, "--bundle", bundle.to_str().unwrap()]);
@@ -137,8 +139,10 @@ fn the_dispute_bundle_verifies_by_hand_and_plays_offline_in_chromium() {
         let root = unpacked.join(format!("chaperone-{id}"));
         let copy = root.join(&id);
 
-        // The folder byte for byte, and it verifies with the key shipped beside it.
-        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+        // The folder byte for byte (but the derived seek index), and it verifies with the
+        // key shipped beside it.
+        assert!(!copy.join(".session.cast.idx").exists());
+        for entry in std::fs::read_dir(&folder).unwrap().flatten().filter(|e| e.file_name() != ".session.cast.idx") {
             assert_eq!(
                 sha256_file(&entry.path()),
                 sha256_file(&copy.join(entry.file_name())),

@@ -8,7 +8,9 @@
 //! The index is derived data, not evidence: it is a dotfile, so the seal neither covers
 //! nor misses it, and it names the length and SHA-256 of the recording it was built from;
 //! one that does not match (a recording still growing, a different file) is rebuilt.
-//! Where the folder cannot be written (a read-only copy), the index stays in memory.
+//! Where the folder cannot be written (a read-only copy), the index stays in memory. The
+//! bastion builds the indexes when a session with up to [`INDEX_ON_END_BYTES`] of output
+//! ends ([`index_later`]); `replay` builds whatever is missing or stale.
 
 use std::iter::Peekable;
 use std::path::{Path, PathBuf};
@@ -214,10 +216,38 @@ fn build_index(data: &[u8], header: &Header, sha256: String) -> SeekIndex {
     index
 }
 
-/// Saved with a temporary file and a rename, so a reader never sees half an index. A
-/// folder that cannot be written keeps no index; that is fine.
+/// Sessions with at most this much output are indexed when they end. Emulation runs at
+/// some 30 MB/s, several times the cost of recording: a flood of gigabytes is indexed on
+/// its first replay instead of costing the bastion minutes of CPU after every big `cat`.
+pub const INDEX_ON_END_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Builds the seek indexes of a finished session's recordings on a low-priority thread
+/// of their own, so that even the first replay seeks at once. Nothing waits for it: if
+/// the bastion stops first, `replay` builds what is missing.
+pub fn index_later(folder: &Path) {
+    let files = super::cast_files(folder);
+    let spawned = std::thread::Builder::new().name("seek-index".into()).spawn(move || {
+        // On Linux the nice value is per thread: this one yields to the relays.
+        // SAFETY: setpriority on the calling thread (who = 0) with a plain integer.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        }
+        for path in files {
+            if let Err(e) = Replay::open(&path) {
+                tracing::debug!("no seek index for {}: {e}", path.display());
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::debug!("no seek index thread: {e}");
+    }
+}
+
+/// Saved with a temporary file and a rename, so a reader never sees half an index (two
+/// writers at once use two temporary files). A folder that cannot be written keeps no
+/// index; that is fine.
 fn save_index(path: &Path, index: &SeekIndex) {
-    let partial = path.with_extension("idx.partial");
+    let partial = path.with_extension(format!("idx.{}-{}.partial", std::process::id(), rand::random::<u32>()));
     let saved = serde_json::to_vec(index)
         .map_err(std::io::Error::other)
         .and_then(|bytes| std::fs::write(&partial, bytes))

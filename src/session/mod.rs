@@ -178,6 +178,10 @@ pub async fn run(
     // Last: the folder gets its audit trail (this end included) and its final seal.
     meta.finish(&gate, &summaries);
     tracing::info!(session = %meta.id, "session ended");
+    let output: u64 = summaries.iter().map(|s| s.bytes_out).sum();
+    if output <= recording::replay::INDEX_ON_END_BYTES {
+        recording::replay::index_later(&meta.folder);
+    }
 }
 
 /// Reads the store and applies policy at the clock's now. A store error refuses: fail
