@@ -182,9 +182,8 @@ struct Screen {
 
 impl Screen {
     fn new(cols: u32, rows: u32) -> Screen {
-        let (cols, rows) = (cols.clamp(1, 1000), rows.clamp(1, 1000));
-        let vt = avt::Terminal::new(cols as usize, rows as usize)
-            .unwrap_or_else(|_| avt::Terminal::new(80, 24).unwrap_or_else(|_| unreachable_terminal()));
+        let (cols, rows) = (clamp_side(cols as usize) as u32, clamp_side(rows as usize) as u32);
+        let vt = emulator(cols as usize, rows as usize);
         Screen { vt, carry: Utf8Carry::default(), text: String::new(), seq: 0, cols, rows }
     }
 
@@ -197,18 +196,29 @@ impl Screen {
                 self.vt.feed(self.text.as_str());
             }
             Frame::Resize { cols, rows } => {
-                self.cols = (*cols).clamp(1, 1000);
-                self.rows = (*rows).clamp(1, 1000);
+                self.cols = clamp_side(*cols as usize) as u32;
+                self.rows = clamp_side(*rows as usize) as u32;
                 self.vt.resize(self.cols as usize, self.rows as usize);
             }
         }
     }
 }
 
-/// avt refuses only a zero size, which `Screen::new` never asks for.
+/// A terminal side as the emulator takes it: sizes come from vendors (window-change
+/// requests, recorded resizes) and are kept sane.
+pub fn clamp_side(side: usize) -> usize {
+    side.clamp(1, 1000)
+}
+
+/// A terminal emulator of `cols`×`rows`, clamped (the mirror's screens, replay's seeks).
+pub fn emulator(cols: usize, rows: usize) -> avt::Terminal {
+    avt::Terminal::new(clamp_side(cols), clamp_side(rows)).unwrap_or_else(|_| unreachable_terminal())
+}
+
+/// avt refuses only a zero size, which `clamp_side` never gives.
 #[allow(clippy::panic)]
 fn unreachable_terminal() -> avt::Terminal {
-    panic!("avt refused an 80x24 terminal")
+    panic!("avt refused a non-zero terminal size")
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use base64::Engine;
 use russh::keys::PublicKey;
 use serde_json::Value;
 
-use super::asciicast::push_event;
+use super::export;
 use super::reader::CastReader;
 use super::text::{self, clock};
 use super::{RecordingError, cast_files};
@@ -284,15 +284,8 @@ fn player_html(folder: &Path, id: &str, meta: &Value) -> Result<String, BundleEr
     for (n, path) in cast_files(folder).iter().enumerate() {
         let mut reader = CastReader::open(path)?;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        let mut line = Vec::with_capacity(64 * 1024);
-        serde_json::to_writer(&mut line, &reader.header).map_err(|e| BundleError::Write(e.to_string()))?;
-        line.push(b'\n');
-        gz.write_all(&line).map_err(|e| BundleError::Write(e.to_string()))?;
-        while let Some(e) = reader.next_event() {
-            line.clear();
-            push_event(&mut line, e.interval_ms, &e.code, &e.data);
-            gz.write_all(&line).map_err(|e| BundleError::Write(e.to_string()))?;
-        }
+        export::write_asciicast(&mut reader, export::Format::V3, &mut gz)
+            .map_err(|e| BundleError::Write(e.to_string()))?;
         let bytes = gz.finish().map_err(|e| BundleError::Write(e.to_string()))?;
         let label = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         casts.push_str(&format!(

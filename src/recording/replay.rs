@@ -21,13 +21,12 @@ use sha2::{Digest, Sha256};
 use super::RecordingError;
 use super::asciicast::Header;
 use super::reader::{CastEvent, parse_event};
+use crate::mirror::{clamp_side, emulator};
 
 /// Output between keyframes, at most (give or take a frame).
 pub const KEYFRAME_BYTES: u64 = 2 * 1024 * 1024;
 /// Session time between keyframes, at most (give or take a frame).
 pub const KEYFRAME_MS: u64 = 60_000;
-/// Terminal sizes from the recording are clamped to this (a resize is vendor input).
-const MAX_SIDE: usize = 1000;
 const INDEX_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,12 +117,12 @@ impl Replay {
         let start = self.index.keyframes.iter().rev().find(|k| k.time_ms <= time_ms);
         let (mut vt, mut events) = match start {
             Some(k) => {
-                let mut vt = terminal(k.cols, k.rows);
+                let mut vt = emulator(k.cols, k.rows);
                 vt.feed(k.screen.as_str());
                 (vt, Events::new(&self.data, k.offset as usize, k.time_ms).peekable())
             }
             None => {
-                (terminal(self.header.term.cols as usize, self.header.term.rows as usize), self.events().peekable())
+                (emulator(self.header.term.cols as usize, self.header.term.rows as usize), self.events().peekable())
             }
         };
         while let Some(event) = events.next_if(|e| e.time_ms <= time_ms) {
@@ -150,18 +149,7 @@ pub fn apply(vt: &mut avt::Terminal, event: &CastEvent) {
 /// `COLSxROWS` of a resize event, clamped to a sane terminal.
 pub fn parse_size(data: &str) -> Option<(usize, usize)> {
     let (cols, rows) = data.split_once('x')?;
-    Some((cols.trim().parse::<usize>().ok()?.clamp(1, MAX_SIDE), rows.trim().parse::<usize>().ok()?.clamp(1, MAX_SIDE)))
-}
-
-fn terminal(cols: usize, rows: usize) -> avt::Terminal {
-    let (cols, rows) = (cols.clamp(1, MAX_SIDE), rows.clamp(1, MAX_SIDE));
-    // Both sides are at least 1, which is all avt asks.
-    avt::Terminal::new(cols, rows).unwrap_or_else(|_| unreachable_size())
-}
-
-#[allow(clippy::panic)]
-fn unreachable_size() -> avt::Terminal {
-    panic!("avt refused a non-zero terminal size")
+    Some((clamp_side(cols.trim().parse().ok()?), clamp_side(rows.trim().parse().ok()?)))
 }
 
 fn first_line(data: &[u8]) -> Option<Header> {
@@ -174,7 +162,7 @@ fn first_line(data: &[u8]) -> Option<Header> {
 /// Emulates the whole recording once, taking a keyframe at the first frame boundary
 /// after every [`KEYFRAME_BYTES`] of output or [`KEYFRAME_MS`] of time.
 fn build_index(data: &[u8], header: &Header, sha256: String) -> SeekIndex {
-    let mut vt = terminal(header.term.cols as usize, header.term.rows as usize);
+    let mut vt = emulator(header.term.cols as usize, header.term.rows as usize);
     let mut index = SeekIndex {
         version: INDEX_VERSION,
         recording_length: data.len() as u64,
@@ -396,7 +384,7 @@ mod tests {
         assert_eq!(replay.index.markers[0], Marker { time_ms: 999 * 250, label: "mark 999".into() });
 
         for t in [0, 1_000, 125_000, 125_250, 300_001, 599_999, 1_199_750, 5_000_000] {
-            let mut vt = terminal(80, 24);
+            let mut vt = emulator(80, 24);
             for e in replay.events().take_while(|e| e.time_ms <= t) {
                 apply(&mut vt, &e);
             }
@@ -419,7 +407,7 @@ mod tests {
     #[test]
     fn sizes_from_the_recording_are_clamped() {
         assert_eq!(parse_size("120x40"), Some((120, 40)));
-        assert_eq!(parse_size("99999999x0"), Some((MAX_SIDE, 1)));
+        assert_eq!(parse_size("99999999x0"), Some((1000, 1)));
         assert_eq!(parse_size("junk"), None);
     }
 }
