@@ -57,11 +57,11 @@ fn main() {
     }
     criterion.final_summary();
 
-    println!("\nside by side, best of 5 alternating runs over {} MiB:", CORPUS >> 20);
+    println!("\nside by side, best of 15 alternating runs over {} MiB:", CORPUS >> 20);
     for level in [1, 3] {
         let (mut bare, mut rec) = (Duration::MAX, Duration::MAX);
         let mut sizes = (0, 0);
-        for _ in 0..5 {
+        for _ in 0..15 {
             let t = Instant::now();
             sizes.0 = black_box(bare_zstd(&data, level));
             bare = bare.min(t.elapsed());

@@ -143,52 +143,181 @@ pub fn close_event(out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"]\n");
 }
 
-/// Appends `text` as the inside of a JSON string. Runs that need no escaping (almost all
-/// terminal output) are copied whole; this is the recorder's hottest loop.
+/// Appends `text` as the inside of a JSON string.
 pub fn escape_into(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // Skip eight clean bytes at a time.
-        if let Some(word) = bytes.get(i..i + 8) {
-            let mut eight = [0u8; 8];
-            eight.copy_from_slice(word);
-            if !needs_escape(u64::from_le_bytes(eight)) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
-        if b >= 0x20 && b != b'"' && b != b'\\' {
-            i += 1;
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
-        }
-        i += 1;
-        start = i;
-    }
-    out.extend_from_slice(&bytes[start..]);
+    // Valid UTF-8 never leaves anything to carry.
+    Utf8Carry::default().escape_slice(text.as_bytes(), out);
 }
 
-/// True when any of the eight bytes is a control character, `"` or `\` (SWAR: the
-/// classic "has a zero byte" and "has a byte less than n" tricks).
-fn needs_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
-    below_space || has_zero(word ^ (ONES * u64::from(b'"'))) || has_zero(word ^ (ONES * u64::from(b'\\')))
+/// Bytes compared at once by the recorder's scan: the width of an SSE2 register.
+const BLOCK: usize = 16;
+
+/// Bytes that stop the fast copy: control characters, `"`, `\` and anything non-ASCII
+/// (which must be validated as UTF-8). Written as a signed compare so that `< 0x20` and
+/// `>= 0x80` are one comparison.
+fn stops(b: u8) -> bool {
+    ((b as i8) < 0x20) | (b == b'"') | (b == b'\\')
 }
+
+/// One bit per byte of `block` that [`stops`] the fast copy: three SSE2 compares and a
+/// movemask (SSE2 is part of every x86-64 CPU).
+#[cfg(target_arch = "x86_64")]
+fn stop_mask(block: &[u8; BLOCK]) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
+    };
+    let (lo, hi) = block.split_at(8);
+    let word = |half: &[u8]| i64::from_le_bytes(half.try_into().unwrap_or_default());
+    // SAFETY: these are register-only SSE2 operations (no memory access), and SSE2 is
+    // part of the x86-64 baseline, so it is always available.
+    unsafe {
+        let v = _mm_set_epi64x(word(hi), word(lo));
+        let control_or_high = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(control_or_high, _mm_or_si128(quote, backslash))) as u32
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+use stop_mask_portable as stop_mask;
+
+/// One bit per byte of `block` that [`stops`] the fast copy, without SIMD.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn stop_mask_portable(block: &[u8; BLOCK]) -> u32 {
+    let mut mask = 0u32;
+    for (k, &b) in block.iter().enumerate() {
+        mask |= u32::from(stops(b)) << k;
+    }
+    mask
+}
+
+/// Width of a UTF-8 sequence from its leading byte (only called for leaders that
+/// `from_utf8` reported as an incomplete, valid prefix).
+fn utf8_width(leader: u8) -> usize {
+    match leader {
+        0xf0..=0xff => 4,
+        0xe0..=0xef => 3,
+        _ => 2,
+    }
+}
+
+impl Utf8Carry {
+    /// Decodes `chunk` as UTF-8 (carrying a split sequence, U+FFFD for invalid bytes) and
+    /// appends it to `out` as the inside of a JSON string, in one pass. This is the
+    /// recorder's hottest loop: clean ASCII is copied sixteen bytes at a time, and only
+    /// non-ASCII runs are handed to the UTF-8 validator.
+    pub fn escape_json_into(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) {
+        // Complete a carried sequence first: at most three more bytes.
+        while !self.pending.is_empty() && !chunk.is_empty() {
+            let mut joined = std::mem::take(&mut self.pending);
+            let take = (utf8_width(joined[0]) - joined.len()).min(chunk.len());
+            joined.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            self.escape_slice(&joined, out);
+        }
+        self.escape_slice(chunk, out);
+    }
+
+    fn escape_slice(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let mut i = 0;
+        while i < bytes.len() {
+            if let Some(block) = bytes.get(i..).and_then(|b| b.first_chunk::<BLOCK>()) {
+                // Copy the whole block, then take back what follows its first stop: a
+                // fixed-size copy is a single store, a variable one a memcpy call.
+                out.extend_from_slice(block);
+                let mask = stop_mask(block);
+                if mask == 0 {
+                    i += BLOCK;
+                    continue;
+                }
+                let clean = mask.trailing_zeros() as usize;
+                out.truncate(out.len() - (BLOCK - clean));
+                i += clean;
+            } else {
+                let rest = &bytes[i..];
+                let clean = rest.iter().position(|&b| stops(b)).unwrap_or(rest.len());
+                out.extend_from_slice(&rest[..clean]);
+                i += clean;
+                if i == bytes.len() {
+                    return;
+                }
+            }
+            let b = bytes[i];
+            if b < 0x80 {
+                // CR LF, the end of every line on a terminal, is one stop instead of two.
+                let crlf = b == b'\r' && bytes.get(i + 1) == Some(&b'\n');
+                let (text, len) = &ESCAPES[if crlf { CRLF } else { usize::from(b) }];
+                out.extend_from_slice(text);
+                out.truncate(out.len() - (text.len() - usize::from(*len)));
+                i += 1 + usize::from(crlf);
+                continue;
+            }
+            // A run of non-ASCII bytes: every byte of a multi-byte sequence is >= 0x80, so a
+            // valid sequence never spans an ASCII byte.
+            let run_end = bytes[i..].iter().position(|&b| b < 0x80).map_or(bytes.len(), |n| i + n);
+            i += self.decode_run(&bytes[i..run_end], run_end == bytes.len(), out);
+        }
+    }
+
+    /// Validates one run of non-ASCII bytes and copies it; returns how many bytes were
+    /// consumed (all of them, unless an incomplete sequence at the chunk's end is carried).
+    fn decode_run(&mut self, mut run: &[u8], at_end: bool, out: &mut Vec<u8>) -> usize {
+        let len = run.len();
+        loop {
+            match std::str::from_utf8(run) {
+                Ok(text) => {
+                    out.extend_from_slice(text.as_bytes());
+                    return len;
+                }
+                Err(err) => {
+                    let (valid, rest) = run.split_at(err.valid_up_to());
+                    out.extend_from_slice(valid);
+                    match err.error_len() {
+                        Some(bad) => {
+                            out.extend_from_slice("\u{fffd}".as_bytes());
+                            run = &rest[bad..];
+                        }
+                        None if at_end => {
+                            self.pending.extend_from_slice(rest);
+                            return len;
+                        }
+                        // An incomplete sequence followed by ASCII: invalid, one U+FFFD.
+                        None => {
+                            out.extend_from_slice("\u{fffd}".as_bytes());
+                            return len;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The JSON escape of each ASCII byte, padded to six bytes, with its length (bytes that
+/// need none map to themselves), and at [`CRLF`] the escape of CR LF.
+const ESCAPES: [([u8; 6], u8); 129] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [([0u8; 6], 1u8); 129];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = match b as u8 {
+            b'"' => (*b"\\\"    ", 2),
+            b'\\' => (*b"\\\\    ", 2),
+            b'\n' => (*b"\\n    ", 2),
+            b'\r' => (*b"\\r    ", 2),
+            b'\t' => (*b"\\t    ", 2),
+            0..0x20 => ([b'\\', b'u', b'0', b'0', HEX[b >> 4], HEX[b & 15]], 6),
+            other => ([other, 0, 0, 0, 0, 0], 1),
+        };
+        b += 1;
+    }
+    table[CRLF] = (*b"\\r\\n  ", 4);
+    table
+};
+
+/// Where [`ESCAPES`] keeps CR LF.
+const CRLF: usize = 128;
 
 #[cfg(test)]
 mod tests {
@@ -238,6 +367,68 @@ mod tests {
             ours.push(b'"');
             let parsed: String = serde_json::from_slice(&ours).unwrap();
             assert_eq!(parsed, text);
+        }
+    }
+
+    #[test]
+    fn simd_stop_mask_agrees_with_the_portable_one() {
+        for first in 0..=255u8 {
+            let mut block = *b"plain text here.";
+            block[first as usize % BLOCK] = first;
+            block[(first as usize * 7 + 3) % BLOCK] = first.wrapping_mul(31);
+            assert_eq!(stop_mask(&block), stop_mask_portable(&block), "{block:?}");
+        }
+    }
+
+    /// The fused decoder and escaper against the obvious composition (lossy UTF-8, then
+    /// serde_json), on byte soup split at random points.
+    #[test]
+    fn fused_escape_matches_lossy_decode_then_serde_json() {
+        let pieces: [&[u8]; 14] = [
+            b"plain ascii text that is long enough to fill blocks",
+            b"\x1b[1;31m",
+            b"\r\n",
+            b"\"q\\",
+            "größe".as_bytes(),
+            "→".as_bytes(),
+            "😀".as_bytes(),
+            b"\xff",
+            b"\xe2\x82",
+            b"\xf0\x9f",
+            b"\xc3",
+            b"\x80\x80",
+            b"\x00\x7f\t",
+            b"0123456789abcdef",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..2000 {
+            let mut bytes = Vec::new();
+            for _ in 0..next(40) {
+                bytes.extend_from_slice(pieces[next(pieces.len())]);
+            }
+            let mut expected = serde_json::to_vec(&String::from_utf8_lossy(&bytes)).unwrap();
+            expected.remove(0);
+            expected.pop();
+            let mut carry = Utf8Carry::default();
+            let mut out = Vec::new();
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let (now, later) = rest.split_at(next(rest.len() + 1).max(1).min(rest.len()));
+                carry.escape_json_into(now, &mut out);
+                rest = later;
+            }
+            let mut tail = String::new();
+            carry.finish(&mut tail);
+            escape_into(&mut out, &tail);
+            let ours: String = serde_json::from_slice(&[b"\"", &out[..], b"\""].concat()).unwrap();
+            let theirs: String = serde_json::from_slice(&[b"\"", &expected[..], b"\""].concat()).unwrap();
+            assert_eq!(ours, theirs, "input {bytes:x?}");
         }
     }
 

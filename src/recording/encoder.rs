@@ -12,7 +12,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::Event;
-use super::asciicast::{EventClock, Header, Term, Utf8Carry, close_event, escape_into, open_event, push_event};
+use super::asciicast::{EventClock, Header, Term, Utf8Carry, close_event, open_event, push_event};
 use crate::config::RecordingConfig;
 
 /// Pending encoded text that closes a frame before the flush interval is up: large enough
@@ -143,7 +143,7 @@ impl Encoder {
             Stream::Stderr => stderr,
             Stream::Input => input,
         };
-        carry.decode_with(data, |piece| escape_into(buf, piece));
+        carry.escape_json_into(data, buf);
     }
 
     fn close_open(&mut self) {
