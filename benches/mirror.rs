@@ -1,7 +1,8 @@
 //! The mirror: session output fanned out to 0, 1, 10 and 100 watchers, one of which never
-//! reads. Measures the streaming path as the relay runs it per chunk (record, then
-//! publish to the mirror, which never waits) while the watchers and the terminal
-//! emulator drain in other tasks on the same two cores. Target: with 100 watchers, one
+//! reads. Measures the streaming path as the relay runs it per chunk (queue for the real
+//! recorder, which writes a sealed recording on threads of its own, then publish to the
+//! mirror, which never waits) until the recording is complete, while the watchers and the
+//! terminal emulator drain in other tasks on the same two cores. Target: with 100 watchers, one
 //! stalled, ≥ 0.95 × the throughput with none.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,12 +10,14 @@
 #[path = "corpus.rs"]
 mod corpus;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chaperone::config::RecordingConfig;
+use chaperone::keys::Keys;
 use chaperone::mirror::Mirror;
-use chaperone::recording::Event;
-use chaperone::recording::encoder::Encoder;
+use chaperone::recording::seal::Sealer;
+use chaperone::recording::{Event, Recorder};
 use tokio::sync::broadcast::error::RecvError;
 
 const CORPUS: usize = 64 * 1024 * 1024;
@@ -36,24 +39,26 @@ fn run(runtime: &tokio::runtime::Runtime, chunks: &[bytes::Bytes], watchers: usi
                 async move { while !matches!(joined.frames.recv().await, Err(RecvError::Closed)) {} },
             ));
         }
-        // The relay is a task on the runtime's workers, among the watchers' tasks.
+        // The relay is a task on the runtime's workers, among the watchers' tasks: as in the
+        // bastion it queues each chunk for the recording (written by the real recorder on
+        // threads of its own) and publishes it to the mirror.
         let chunks: Vec<bytes::Bytes> = chunks.to_vec();
         let publisher = mirror.clone();
+        let folder = tempfile::tempdir().unwrap();
+        let keys = Keys::load_or_create(folder.path()).unwrap();
+        let sealer = Sealer::create(folder.path(), "bench", Arc::new(keys.signing.expose().clone())).unwrap();
+        let config = RecordingConfig::default();
+        let path = folder.path().join("session.cast.zst");
+        let (recorder, summary) = Recorder::create(&path, "bench".into(), chrono::Utc::now(), config, sealer).unwrap();
         let took = tokio::spawn(async move {
-            let config = RecordingConfig { zstd_level: 3, flush_interval: Duration::from_secs(1) };
             let start = Instant::now();
-            let mut encoder = Encoder::new("bench".into(), chrono::Utc::now(), config, start);
-            let mut file = Vec::with_capacity(CORPUS / 3);
-            for (i, chunk) in chunks.iter().enumerate() {
-                let at = start + Duration::from_micros(20 * i as u64);
-                encoder.encode(at, Event::Output(chunk.clone()), &mut file).unwrap();
+            for chunk in &chunks {
+                recorder.record(Event::Output(chunk.clone())).await.unwrap();
                 publisher.output(chunk.clone());
-                if i % 64 == 0 {
-                    // Give the watchers their turn, as the relay's awaits do.
-                    tokio::task::yield_now().await;
-                }
             }
-            encoder.finish(&mut file).unwrap();
+            drop(recorder);
+            let summary = summary.await.unwrap();
+            assert!(summary.error.is_none());
             start.elapsed()
         })
         .await

@@ -28,21 +28,20 @@ fn write_recording(path: &Path) {
     let chunks = corpus::chunks(&data, 5);
     let start = Instant::now();
     let config = RecordingConfig::default();
-    let mut enc = Encoder::new("bench".into(), chrono::Utc::now(), config, start);
-    let mut file = Vec::with_capacity(OUTPUT / 3);
+    let mut enc = Encoder::new("bench".into(), chrono::Utc::now(), config, start, Vec::with_capacity(OUTPUT / 3));
     let term = Term { cols: 120, rows: 40, kind: Some("xterm-256color".into()) };
-    enc.encode(start, Event::Start { term, command: None }, &mut file).unwrap();
+    enc.encode(start, Event::Start { term, command: None }).unwrap();
     let step = SESSION.as_micros() as u64 / chunks.len() as u64;
     let mut second = 0;
     for (i, chunk) in chunks.iter().enumerate() {
         let offset = Duration::from_micros(step * i as u64);
         if offset.as_secs() != second {
             second = offset.as_secs();
-            enc.flush(&mut file).unwrap();
+            enc.flush().unwrap();
         }
-        enc.encode(start + offset, Event::Output(chunk.clone()), &mut file).unwrap();
+        enc.encode(start + offset, Event::Output(chunk.clone())).unwrap();
     }
-    enc.finish(&mut file).unwrap();
+    let file = enc.finish().unwrap();
     std::fs::write(path, file).unwrap();
 }
 

@@ -1,18 +1,18 @@
-//! The recording's encoder, synchronous and I/O-agnostic: events in, asciicast v3 lines
-//! batched into independent zstd frames out. The writer task drives it against a file;
-//! the benchmarks drive it against memory.
+//! The recording's encoder, synchronous: events in, asciicast v3 lines batched into
+//! frames of text, handed to the compression stage ([`Frames`]) and its sink. The writer
+//! task drives it against the recording file; tests and benchmarks against memory.
 //!
 //! Chunks of output (or input) arriving in the same millisecond are merged into one event:
 //! players show at most one frame per 1/60 s anyway, and a big `cat` then costs one JSON
 //! line per millisecond instead of one per SSH packet.
 
-use std::io::Write;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
 use super::Event;
 use super::asciicast::{EventClock, Header, Term, Utf8Carry, close_event, open_event, push_event};
+use super::frames::{FrameSink, Frames};
 use crate::config::RecordingConfig;
 
 /// Pending encoded text that closes a frame before the flush interval is up: large enough
@@ -43,10 +43,9 @@ struct Open {
     start: usize,
 }
 
-pub struct Encoder {
+pub struct Encoder<S: FrameSink> {
     title: String,
     started: DateTime<Utc>,
-    level: i32,
     header: Option<Header>,
     pending_term: Term,
     clock: EventClock,
@@ -55,19 +54,22 @@ pub struct Encoder {
     input: Utf8Carry,
     open: Option<Open>,
     buf: Vec<u8>,
-    /// Created at the first frame and kept: a context per frame would cost more than the
-    /// compression of a small frame.
-    compressor: Option<zstd::bulk::Compressor<'static>>,
-    compressed: Vec<u8>,
+    frames: Frames<S>,
     pub summary: Summary,
 }
 
-impl Encoder {
-    pub fn new(title: String, started: DateTime<Utc>, config: RecordingConfig, start: Instant) -> Encoder {
+impl<S: FrameSink> Encoder<S> {
+    /// An encoder writing frames to `sink`, compressed on a thread of their own during
+    /// floods (see [`Frames`]).
+    pub fn new(title: String, started: DateTime<Utc>, config: RecordingConfig, start: Instant, sink: S) -> Encoder<S> {
+        Encoder::with_frames(title, started, start, Frames::new(config.zstd_level, sink))
+    }
+
+    /// An encoder writing through the given compression stage.
+    pub fn with_frames(title: String, started: DateTime<Utc>, start: Instant, frames: Frames<S>) -> Encoder<S> {
         Encoder {
             title,
             started,
-            level: config.zstd_level,
             header: None,
             pending_term: Term { cols: 80, rows: 24, kind: None },
             clock: EventClock::new(start),
@@ -76,15 +78,14 @@ impl Encoder {
             input: Utf8Carry::default(),
             open: None,
             buf: Vec::with_capacity(4096),
-            compressor: None,
-            compressed: Vec::new(),
+            frames,
             summary: Summary::default(),
         }
     }
 
-    /// Encodes one event that happened at `at`; writes a frame to `out` when enough text
-    /// is pending.
-    pub fn encode(&mut self, at: Instant, event: Event, out: &mut impl Write) -> std::io::Result<()> {
+    /// Encodes one event that happened at `at`; hands a frame to compression when enough
+    /// text is pending.
+    pub fn encode(&mut self, at: Instant, event: Event) -> std::io::Result<()> {
         match event {
             Event::Start { term, command } => {
                 self.summary.command.clone_from(&command);
@@ -123,7 +124,7 @@ impl Encoder {
             Event::Marker(label) => self.push_closed(interval, "m", &label),
             Event::Start { .. } => {}
         }
-        if self.buf.len() >= FRAME_BYTES { self.flush(out) } else { Ok(()) }
+        if self.buf.len() >= FRAME_BYTES { self.close_frame(true) } else { Ok(()) }
     }
 
     /// Decodes `data` into the open event of its kind, continuing it when it is the same
@@ -171,26 +172,24 @@ impl Encoder {
         self.header = Some(header);
     }
 
-    /// Closes the pending text as one independent zstd frame and writes it to `out`.
-    pub fn flush(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+    /// Closes the pending text as one independent zstd frame (the flush timer's call).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.close_frame(false)
+    }
+
+    fn close_frame(&mut self, full: bool) -> std::io::Result<()> {
         self.close_open();
         if self.buf.is_empty() {
             return Ok(());
         }
-        if self.compressor.is_none() {
-            self.compressor = Some(zstd::bulk::Compressor::new(self.level)?);
-        }
-        let Some(compressor) = self.compressor.as_mut() else { return Ok(()) };
-        self.compressed.clear();
-        self.compressed.reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
-        compressor.compress_to_buffer(&self.buf, &mut self.compressed)?;
-        out.write_all(&self.compressed)?;
-        self.buf.clear();
+        let text = std::mem::take(&mut self.buf);
+        self.buf = self.frames.write(text, full)?;
         Ok(())
     }
 
-    /// Ends the recording: whatever UTF-8 is still carried, and the last frame.
-    pub fn finish(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+    /// Ends the recording: whatever UTF-8 is still carried, and the last frame; waits
+    /// until every frame is written and hands back the sink.
+    pub fn finish(&mut self) -> std::io::Result<S> {
         if self.header.is_none() {
             self.write_header(None, None);
         }
@@ -201,7 +200,8 @@ impl Encoder {
             let interval = self.clock.interval_ms(Instant::now());
             self.push_closed(interval, "o", &tail);
         }
-        self.flush(out)
+        self.flush()?;
+        self.frames.finish()
     }
 }
 
@@ -222,16 +222,15 @@ mod tests {
     #[test]
     fn same_millisecond_chunks_merge_and_frames_decode() {
         let start = Instant::now();
-        let mut enc = Encoder::new("t".into(), Utc::now(), RecordingConfig::default(), start);
-        let mut file = Vec::new();
+        let mut enc = Encoder::new("t".into(), Utc::now(), RecordingConfig::default(), start, Vec::new());
         let at = |ms| start + Duration::from_millis(ms);
-        enc.encode(at(5), Event::Output(Bytes::from_static(b"ab")), &mut file).unwrap();
-        enc.encode(at(5), Event::Output(Bytes::from_static(b"c\xc3")), &mut file).unwrap();
-        enc.encode(at(5), Event::Input(Bytes::from_static(b"x")), &mut file).unwrap();
-        enc.encode(at(7), Event::Output(Bytes::from_static(b"\xa4d")), &mut file).unwrap();
-        enc.flush(&mut file).unwrap();
-        enc.encode(at(9), Event::Exit(0), &mut file).unwrap();
-        enc.finish(&mut file).unwrap();
+        enc.encode(at(5), Event::Output(Bytes::from_static(b"ab"))).unwrap();
+        enc.encode(at(5), Event::Output(Bytes::from_static(b"c\xc3"))).unwrap();
+        enc.encode(at(5), Event::Input(Bytes::from_static(b"x"))).unwrap();
+        enc.encode(at(7), Event::Output(Bytes::from_static(b"\xa4d"))).unwrap();
+        enc.flush().unwrap();
+        enc.encode(at(9), Event::Exit(0)).unwrap();
+        let file = enc.finish().unwrap();
         let text = String::from_utf8(zstd::decode_all(&file[..]).unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().skip(1).collect();
         assert_eq!(

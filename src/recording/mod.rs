@@ -2,14 +2,16 @@
 //! sequence of independent zstd frames, in `recordings/YYYY/MM/<session-id>/`.
 //!
 //! The relay hands events to a [`Recorder`] (a bounded queue: when the disk cannot keep
-//! up, the relay waits; nothing is dropped). A writer on its own thread encodes them and closes a
-//! zstd frame at least every flush interval, so a crash loses at most that much. If the
-//! file cannot be written, the recorder reports failure and the session ends.
+//! up, the relay waits; nothing is dropped). A writer on its own thread encodes them and
+//! closes a zstd frame at least every flush interval, so a crash loses at most that much;
+//! during a flood the frames are compressed on a second thread ([`frames`]). If the file
+//! cannot be written, the recorder reports failure and the session ends.
 
 pub mod asciicast;
 pub mod bundle;
 pub mod encoder;
 pub mod export;
+pub mod frames;
 pub mod reader;
 pub mod recovery;
 pub mod replay;

@@ -339,10 +339,9 @@ mod tests {
     /// frames closed every 50 events as the flush interval would.
     fn long_recording(path: &Path, minutes: u64) {
         let start = Instant::now();
-        let mut enc = Encoder::new("t".into(), Utc::now(), RecordingConfig::default(), start);
-        let mut file = Vec::new();
+        let mut enc = Encoder::new("t".into(), Utc::now(), RecordingConfig::default(), start, Vec::new());
         let term = Term { cols: 80, rows: 24, kind: None };
-        enc.encode(start, Event::Start { term, command: None }, &mut file).unwrap();
+        enc.encode(start, Event::Start { term, command: None }).unwrap();
         for i in 0..minutes * 60 * 4 {
             let at = start + Duration::from_millis(i * 250);
             let text = match i % 7 {
@@ -350,18 +349,18 @@ mod tests {
                 1 => format!("\x1b[1;3{}mline {i} käse\x1b[0m\r\n", i % 8),
                 _ => format!("{}\r\n", "x".repeat((i % 90) as usize)),
             };
-            enc.encode(at, Event::Output(Bytes::from(text)), &mut file).unwrap();
+            enc.encode(at, Event::Output(Bytes::from(text))).unwrap();
             if i == 500 {
-                enc.encode(at, Event::Resize { cols: 100, rows: 30 }, &mut file).unwrap();
+                enc.encode(at, Event::Resize { cols: 100, rows: 30 }).unwrap();
             }
             if i % 1000 == 999 {
-                enc.encode(at, Event::Marker(format!("mark {i}")), &mut file).unwrap();
+                enc.encode(at, Event::Marker(format!("mark {i}"))).unwrap();
             }
             if i % 50 == 49 {
-                enc.flush(&mut file).unwrap();
+                enc.flush().unwrap();
             }
         }
-        enc.finish(&mut file).unwrap();
+        let file = enc.finish().unwrap();
         std::fs::write(path, file).unwrap();
     }
 

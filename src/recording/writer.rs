@@ -1,8 +1,10 @@
 //! The writer task of one recording: drives the [`Encoder`] against the file, closing a
-//! frame at least every flush interval. A write error stops the task and signals the
-//! session, which ends: nothing is shown unrecorded.
+//! frame at least every flush interval. A write error (on this thread or the compression
+//! thread) stops the task and signals the session, which ends: nothing is shown
+//! unrecorded.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -11,22 +13,51 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::encoder::{Encoder, Summary};
+use super::frames::FrameSink;
 use super::seal::{Hashing, Sealer};
 use super::{Event, RecordingError};
 use crate::config::RecordingConfig;
 
-pub(super) struct Writer {
-    /// The recording file, hashed as it is written, for the seal.
+/// The recording file as the compression stage's sink: hashed as it is written, with a
+/// seal checkpoint after every frame. Lives on whichever thread compresses.
+struct CastFile {
     file: Hashing<File>,
     /// The file's name in the folder, as checkpoints name it.
     name: String,
     sealer: Sealer,
     /// How much of the file the last checkpoint covers.
     sealed: u64,
+    /// Cancelled on the first write error, wherever it happens: the session ends at once.
+    failed: CancellationToken,
+}
+
+impl CastFile {
+    /// A checkpoint for everything that reached the file since the last one.
+    fn seal(&mut self) -> std::io::Result<()> {
+        if self.file.length == self.sealed {
+            return Ok(());
+        }
+        self.sealer.checkpoint(&self.name, self.file.length, &self.file.digest())?;
+        self.sealed = self.file.length;
+        Ok(())
+    }
+}
+
+impl FrameSink for CastFile {
+    fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        let written = self.file.write_all(frame).and_then(|()| self.seal());
+        if written.is_err() {
+            self.failed.cancel();
+        }
+        written
+    }
+}
+
+pub(super) struct Writer {
     path: PathBuf,
     config: RecordingConfig,
     failed: CancellationToken,
-    encoder: Encoder,
+    encoder: Encoder<CastFile>,
 }
 
 impl Writer {
@@ -39,19 +70,10 @@ impl Writer {
         failed: CancellationToken,
         sealer: Sealer,
     ) -> Writer {
-        let encoder = Encoder::new(title, started, config, Instant::now());
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Writer { file: Hashing::new(file), name, sealer, sealed: 0, path, config, failed, encoder }
-    }
-
-    /// A checkpoint for every frame that reached the file since the last one.
-    fn seal(&mut self) -> std::io::Result<()> {
-        if self.file.length == self.sealed {
-            return Ok(());
-        }
-        self.sealer.checkpoint(&self.name, self.file.length, &self.file.digest())?;
-        self.sealed = self.file.length;
-        Ok(())
+        let sink = CastFile { file: Hashing::new(file), name, sealer, sealed: 0, failed: failed.clone() };
+        let encoder = Encoder::new(title, started, config, Instant::now(), sink);
+        Writer { path, config, failed, encoder }
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<(Instant, Event)>) -> Summary {
@@ -60,19 +82,21 @@ impl Writer {
         loop {
             let result = tokio::select! {
                 received = rx.recv() => match received {
-                    Some((at, event)) => self.encoder.encode(at, event, &mut self.file),
+                    Some((at, event)) => self.encoder.encode(at, event),
                     None => break,
                 },
-                _ = tick.tick() => self.encoder.flush(&mut self.file),
-            }
-            .and_then(|()| self.seal());
+                _ = tick.tick() => self.encoder.flush(),
+            };
             if let Err(err) = result {
                 // Dropping the receiver makes every later `record` fail: fail closed.
                 return self.fail(err);
             }
         }
-        match self.encoder.finish(&mut self.file).and_then(|()| self.file.inner.sync_data()).and_then(|()| self.seal())
-        {
+        let finished = self.encoder.finish().and_then(|mut sink| {
+            sink.file.inner.sync_data()?;
+            sink.seal()
+        });
+        match finished {
             Ok(()) => self.encoder.summary,
             Err(err) => self.fail(err),
         }
