@@ -10,7 +10,6 @@
 #[path = "corpus.rs"]
 mod corpus;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chaperone::config::RecordingConfig;
@@ -46,7 +45,7 @@ fn run(runtime: &tokio::runtime::Runtime, chunks: &[bytes::Bytes], watchers: usi
         let publisher = mirror.clone();
         let folder = tempfile::tempdir().unwrap();
         let keys = Keys::load_or_create(folder.path()).unwrap();
-        let sealer = Sealer::create(folder.path(), "bench", Arc::new(keys.signing.expose().clone())).unwrap();
+        let sealer = Sealer::create(folder.path(), "bench", keys.signing.expose().clone()).unwrap();
         let config = RecordingConfig::default();
         let path = folder.path().join("session.cast.zst");
         let (recorder, summary) = Recorder::create(&path, "bench".into(), chrono::Utc::now(), config, sealer).unwrap();

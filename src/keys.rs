@@ -4,6 +4,7 @@
 //! the signing key (seals recordings). All Ed25519, stored in OpenSSH format, mode 0600.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use russh::keys::ssh_key::{LineEnding, private::Ed25519Keypair};
 use russh::keys::{HashAlg, PrivateKey, PublicKey};
@@ -46,8 +47,8 @@ pub struct Keys {
     pub host: Secret<PrivateKey>,
     /// Used to log into targets.
     pub upstream: Secret<PrivateKey>,
-    /// Signs recording seals.
-    pub signing: Secret<PrivateKey>,
+    /// Signs recording seals; shared by every session's sealer.
+    pub signing: Secret<Arc<PrivateKey>>,
 }
 
 impl Keys {
@@ -57,7 +58,7 @@ impl Keys {
         Ok(Keys {
             host: Secret(load_or_create_key(&dir.join("host_ed25519"), "chaperone-host")?),
             upstream: Secret(load_or_create_key(&dir.join("upstream_ed25519"), "chaperone-upstream")?),
-            signing: Secret(load_or_create_key(&dir.join("signing_ed25519"), "chaperone-signing")?),
+            signing: Secret(Arc::new(load_or_create_key(&dir.join("signing_ed25519"), "chaperone-signing")?)),
         })
     }
 

@@ -84,8 +84,8 @@ fn recover(gate: &Gate) {
         }
     };
     for s in live {
-        let key = Arc::new(gate.keys.signing.expose().clone());
         let folder = std::path::Path::new(&s.folder);
+        let key = gate.keys.signing.expose().clone();
         let outcome = crate::recording::recovery::recover_folder(folder, &s.id, key, gate.config.recording.zstd_level);
         let detail = match &outcome {
             Ok(what) => format!("recovered after an unclean stop: {what}"),

@@ -83,6 +83,10 @@ struct Inner {
     key: Arc<PrivateKey>,
     session: String,
     n: u64,
+    /// The length of each file that this sealer's last checkpoint for it covers: a
+    /// recording sealed whole as its last frame was written is not read and hashed again
+    /// when the folder is sealed at the end.
+    covered: std::collections::HashMap<String, u64>,
 }
 
 impl Sealer {
@@ -92,7 +96,8 @@ impl Sealer {
         let path = folder.join(SEAL_FILE);
         let n = checkpoints(&path).iter().map(|c| c.n).max().unwrap_or(0);
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Sealer { inner: Arc::new(Mutex::new(Inner { file, key, session: session.to_string(), n })) })
+        let inner = Inner { file, key, session: session.to_string(), n, covered: Default::default() };
+        Ok(Sealer { inner: Arc::new(Mutex::new(inner)) })
     }
 
     /// Seals the first `length` bytes of `file` (a name in the folder), whose SHA-256 is
@@ -109,19 +114,27 @@ impl Sealer {
             .map_err(|e| std::io::Error::other(format!("cannot sign a seal checkpoint: {e}")))?;
         let mut line = serde_json::to_string(&Checkpoint { signed, signature }).map_err(std::io::Error::other)?;
         line.push('\n');
-        inner.file.write_all(line.as_bytes())
+        inner.file.write_all(line.as_bytes())?;
+        inner.covered.insert(file.to_string(), length);
+        Ok(())
     }
 
-    /// The final checkpoints: every file of the folder (but `seal`) whole.
+    /// The final checkpoints: every file of the folder (but `seal`) whole, unless this
+    /// sealer's last checkpoint of it already covers it whole (the recordings, written
+    /// only by their writers and sealed frame by frame).
     pub fn seal_folder(&self, folder: &Path) -> std::io::Result<()> {
-        let mut names: Vec<String> = std::fs::read_dir(folder)?
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(folder)?
             .flatten()
-            .filter(|e| e.path().is_file())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n != SEAL_FILE && !n.starts_with('.'))
+            .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?)))
+            .filter(|(n, meta)| meta.is_file() && n != SEAL_FILE && !n.starts_with('.'))
+            .map(|(n, meta)| (n, meta.len()))
             .collect();
-        names.sort();
-        for name in names {
+        files.sort();
+        for (name, size) in files {
+            let covered = self.inner.lock().ok().and_then(|inner| inner.covered.get(&name).copied());
+            if covered == Some(size) {
+                continue;
+            }
             let (length, sha256) = hash_prefix(&folder.join(&name), None)?;
             self.checkpoint(&name, length, &sha256)?;
         }
@@ -274,4 +287,39 @@ pub fn verify(folder: &Path, key: &PublicKey) -> Report {
     }
     report.intact = proven.into_iter().collect();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_seal_skips_files_already_sealed_whole_and_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = crate::keys::Keys::load_or_create(&dir.path().join("keys")).unwrap();
+        let folder = dir.path().join("session");
+        std::fs::create_dir(&folder).unwrap();
+        let sealer = Sealer::create(&folder, "s1", keys.signing.expose().clone()).unwrap();
+        // A recording sealed frame by frame, as its writer does.
+        let mut cast = Hashing::new(File::create(folder.join("session.cast.zst")).unwrap());
+        for frame in [&b"frame one"[..], b"frame two"] {
+            cast.write_all(frame).unwrap();
+            sealer.checkpoint("session.cast.zst", cast.length, &cast.digest()).unwrap();
+        }
+        std::fs::write(folder.join("session.json"), "{}\n").unwrap();
+        sealer.seal_folder(&folder).unwrap();
+        let files: Vec<String> = checkpoints(&folder.join(SEAL_FILE)).into_iter().map(|c| c.file).collect();
+        assert_eq!(files, ["session.cast.zst", "session.cast.zst", "session.json"]);
+        let public = keys.signing.expose().public_key().clone();
+        let report = verify(&folder, &public);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.intact, [("session.cast.zst".to_string(), 18), ("session.json".to_string(), 3)]);
+
+        // A file that grew after its last checkpoint is sealed again, whole.
+        cast.write_all(b"!").unwrap();
+        sealer.seal_folder(&folder).unwrap();
+        let last = checkpoints(&folder.join(SEAL_FILE)).into_iter().rev().find(|c| c.file == "session.cast.zst");
+        assert_eq!(last.map(|c| c.length), Some(19));
+        assert!(verify(&folder, &public).problems.is_empty());
+    }
 }

@@ -25,27 +25,16 @@ struct CastFile {
     /// The file's name in the folder, as checkpoints name it.
     name: String,
     sealer: Sealer,
-    /// How much of the file the last checkpoint covers.
-    sealed: u64,
     /// Cancelled on the first write error, wherever it happens: the session ends at once.
     failed: CancellationToken,
 }
 
-impl CastFile {
-    /// A checkpoint for everything that reached the file since the last one.
-    fn seal(&mut self) -> std::io::Result<()> {
-        if self.file.length == self.sealed {
-            return Ok(());
-        }
-        self.sealer.checkpoint(&self.name, self.file.length, &self.file.digest())?;
-        self.sealed = self.file.length;
-        Ok(())
-    }
-}
-
 impl FrameSink for CastFile {
     fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        let written = self.file.write_all(frame).and_then(|()| self.seal());
+        let written = self
+            .file
+            .write_all(frame)
+            .and_then(|()| self.sealer.checkpoint(&self.name, self.file.length, &self.file.digest()));
         if written.is_err() {
             self.failed.cancel();
         }
@@ -71,7 +60,7 @@ impl Writer {
         sealer: Sealer,
     ) -> Writer {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let sink = CastFile { file: Hashing::new(file), name, sealer, sealed: 0, failed: failed.clone() };
+        let sink = CastFile { file: Hashing::new(file), name, sealer, failed: failed.clone() };
         let encoder = Encoder::new(title, started, config, Instant::now(), sink);
         Writer { path, config, failed, encoder }
     }
@@ -92,10 +81,8 @@ impl Writer {
                 return self.fail(err);
             }
         }
-        let finished = self.encoder.finish().and_then(|mut sink| {
-            sink.file.inner.sync_data()?;
-            sink.seal()
-        });
+        // Every frame was sealed as it was written; what is left is to make it durable.
+        let finished = self.encoder.finish().and_then(|sink| sink.file.inner.sync_data());
         match finished {
             Ok(()) => self.encoder.summary,
             Err(err) => self.fail(err),

@@ -80,7 +80,7 @@ impl SessionMeta {
         let folder = recording::session_folder(&gate.config.recordings_dir, started, &id);
         std::fs::create_dir_all(&folder).map_err(|source| MetaError::Folder { path: folder.clone(), source })?;
         // No seal, no session: evidence that cannot be proven intact is not evidence.
-        let key = std::sync::Arc::new(gate.keys.signing.expose().clone());
+        let key = gate.keys.signing.expose().clone();
         let sealer = crate::recording::seal::Sealer::create(&folder, &id, key)
             .map_err(|source| MetaError::Seal { path: folder.clone(), source })?;
         let meta = SessionMeta {
