@@ -62,8 +62,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                     continue;
                 }
                 for path in recording::cast_files(Path::new(&s.folder)) {
-                    let output = text::output_lines(CastReader::open(&path)?);
-                    let typed = text::typed_commands(CastReader::open(&path)?);
+                    let text::Text { output, typed, .. } = text::read(CastReader::open(&path)?);
                     for (kind, lines) in [("output", output), ("typed", typed)] {
                         for line in lines.iter().filter(|l| l.text.to_lowercase().contains(&needle)) {
                             found += 1;

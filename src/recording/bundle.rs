@@ -181,22 +181,16 @@ pub fn transcript(folder: &Path, id: &str, meta: &Value) -> Result<String, Recor
          the recordings for reading; the sealed recordings in the session folder are the evidence.\n",
     );
     for (n, path) in cast_files(folder).iter().enumerate() {
-        // Each section reads the recording anew: a long recording is never all in memory.
-        let command = CastReader::open(path)?.header.command;
+        let reader = CastReader::open(path)?;
         let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        let command = command.map(|c| format!(": {c}")).unwrap_or_default();
+        let command = reader.header.command.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
         t.push_str(&format!("\n=== Channel {} ({file}){command} ===\n", n + 1));
-        t.push_str("\n--- Commands typed ---\n");
-        for line in text::typed_commands(CastReader::open(path)?) {
-            t.push_str(&format!("{}  {}\n", clock(line.time_ms), line.text));
-        }
-        t.push_str("\n--- Markers ---\n");
-        for e in CastReader::open(path)?.filter(|e| e.code == "m") {
-            t.push_str(&format!("{}  {}\n", clock(e.time_ms), e.data));
-        }
-        t.push_str("\n--- Output ---\n");
-        for line in text::output_lines(CastReader::open(path)?) {
-            t.push_str(&format!("{}  {}\n", clock(line.time_ms), line.text));
+        let text = text::read(reader);
+        for (title, lines) in [("Commands typed", text.typed), ("Markers", text.markers), ("Output", text.output)] {
+            t.push_str(&format!("\n--- {title} ---\n"));
+            for line in lines {
+                t.push_str(&format!("{}  {}\n", clock(line.time_ms), line.text));
+            }
         }
     }
     Ok(t)

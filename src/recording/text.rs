@@ -46,46 +46,93 @@ pub fn strip_escapes(text: &str, out: &mut String) {
     }
 }
 
-/// Output lines (`o` events) with escapes removed.
-pub fn output_lines(events: impl Iterator<Item = CastEvent>) -> Vec<Line> {
-    let mut lines = Vec::new();
-    let mut current = String::new();
-    let mut started = 0;
-    for e in events.filter(|e| e.code == "o") {
-        for (i, piece) in e.data.split('\n').enumerate() {
-            if i > 0 {
-                finish(&mut lines, &mut current, started);
-            }
-            if current.is_empty() {
-                started = e.time_ms;
-            }
-            // A carriage return inside a line (progress bars) starts it over; the one of
-            // a CRLF does not.
-            let piece = piece.strip_suffix('\r').unwrap_or(piece);
-            if let Some((_, after)) = piece.rsplit_once('\r') {
-                current.clear();
-                strip_escapes(after, &mut current);
-                continue;
-            }
-            strip_escapes(piece, &mut current);
+/// What a recording says as text, from one pass over its events.
+#[derive(Debug, Default)]
+pub struct Text {
+    /// Output lines (`o` events) with escapes removed.
+    pub output: Vec<Line>,
+    /// The command lines typed (`i` events), see [`typed_commands`].
+    pub typed: Vec<Line>,
+    /// The markers (`m` events) with their labels.
+    pub markers: Vec<Line>,
+}
+
+/// Output lines, typed commands and markers, decoding the recording once.
+pub fn read(events: impl Iterator<Item = CastEvent>) -> Text {
+    let (mut output, mut typed, mut markers) = (OutputLines::default(), TypedLines::default(), Vec::new());
+    for e in events {
+        match e.code.as_str() {
+            "o" => output.push(&e),
+            "i" => typed.push(&e),
+            "m" => markers.push(Line { time_ms: e.time_ms, text: e.data }),
+            _ => {}
         }
     }
-    finish(&mut lines, &mut current, started);
-    lines
+    Text { output: output.finish(), typed: typed.lines, markers }
 }
 
 /// The command lines typed (`i` events): Enter ends a line; backspace removes a
 /// character; Ctrl-U and Ctrl-C discard the line; escape sequences (arrows) are dropped.
 pub fn typed_commands(events: impl Iterator<Item = CastEvent>) -> Vec<Line> {
-    let mut lines = Vec::new();
-    let mut current = String::new();
+    let mut typed = TypedLines::default();
     for e in events.filter(|e| e.code == "i") {
+        typed.push(&e);
+    }
+    typed.lines
+}
+
+/// Output lines being cut from `o` events.
+#[derive(Default)]
+struct OutputLines {
+    lines: Vec<Line>,
+    current: String,
+    /// When the current line began.
+    started: u64,
+}
+
+impl OutputLines {
+    fn push(&mut self, e: &CastEvent) {
+        for (i, piece) in e.data.split('\n').enumerate() {
+            if i > 0 {
+                finish(&mut self.lines, &mut self.current, self.started);
+            }
+            if self.current.is_empty() {
+                self.started = e.time_ms;
+            }
+            // A carriage return inside a line (progress bars) starts it over; the one of
+            // a CRLF does not.
+            let piece = piece.strip_suffix('\r').unwrap_or(piece);
+            if let Some((_, after)) = piece.rsplit_once('\r') {
+                self.current.clear();
+                strip_escapes(after, &mut self.current);
+                continue;
+            }
+            strip_escapes(piece, &mut self.current);
+        }
+    }
+
+    fn finish(mut self) -> Vec<Line> {
+        finish(&mut self.lines, &mut self.current, self.started);
+        self.lines
+    }
+}
+
+/// Command lines being rebuilt from `i` events.
+#[derive(Default)]
+struct TypedLines {
+    lines: Vec<Line>,
+    current: String,
+}
+
+impl TypedLines {
+    fn push(&mut self, e: &CastEvent) {
+        let current = &mut self.current;
         let mut chars = e.data.chars().peekable();
         while let Some(c) = chars.next() {
             match c {
                 '\r' | '\n' => {
                     if !current.trim().is_empty() {
-                        lines.push(Line { time_ms: e.time_ms, text: std::mem::take(&mut current) });
+                        self.lines.push(Line { time_ms: e.time_ms, text: std::mem::take(current) });
                     }
                     current.clear();
                 }
@@ -115,7 +162,6 @@ pub fn typed_commands(events: impl Iterator<Item = CastEvent>) -> Vec<Line> {
             }
         }
     }
-    lines
 }
 
 fn finish(lines: &mut Vec<Line>, current: &mut String, started: u64) {
@@ -170,7 +216,7 @@ mod tests {
     fn output_lines_lose_escapes() {
         let events =
             vec![ev(10, "o", "\u{1b}[1;31mred\u{1b}[0m text\r\nnext "), ev(20, "o", "line\u{1b}]0;title\u{7}\n")];
-        let lines = output_lines(events.into_iter());
+        let lines = read(events.into_iter()).output;
         let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, vec!["red text", "next line"]);
         assert_eq!(clock(3_723_000), "01:02:03");
