@@ -92,7 +92,7 @@ impl<S: FrameSink> Frames<S> {
     /// Compresses and writes one closed frame of text; `full` says it was closed because
     /// it was full rather than by the flush timer. Returns an empty buffer for the next.
     pub fn write(&mut self, mut text: Vec<u8>, full: bool) -> io::Result<Vec<u8>> {
-        if full && self.may_thread && matches!(self.stage, Stage::Inline { .. }) {
+        if full && self.may_thread {
             self.start_thread()?;
         }
         match &mut self.stage {
@@ -105,7 +105,7 @@ impl<S: FrameSink> Frames<S> {
                 let capacity = text.capacity();
                 if frames.send(text).is_err() {
                     // The thread stopped on an error: report it.
-                    return Err(self.join().err().unwrap_or_else(|| io::Error::other("compression stopped")));
+                    return Err(self.finish().err().unwrap_or_else(|| io::Error::other("compression stopped")));
                 }
                 Ok(spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(capacity)))
             }
@@ -113,12 +113,9 @@ impl<S: FrameSink> Frames<S> {
         }
     }
 
-    /// Waits for every frame to be written and hands back the sink.
+    /// Waits for every frame to be written and hands back the sink (or the error that
+    /// stopped the compression thread).
     pub fn finish(&mut self) -> io::Result<S> {
-        self.join()
-    }
-
-    fn join(&mut self) -> io::Result<S> {
         match std::mem::replace(&mut self.stage, Stage::Finished) {
             Stage::Inline { sink, .. } => Ok(sink),
             Stage::Thread { frames, thread, .. } => {
@@ -129,9 +126,13 @@ impl<S: FrameSink> Frames<S> {
         }
     }
 
+    /// Moves an inline stage to a thread of its own (once; later calls do nothing). If the
+    /// thread cannot be started, the stage is `Finished`: the recording fails and its
+    /// session ends.
     fn start_thread(&mut self) -> io::Result<()> {
-        // If the thread cannot be started, the stage stays `Finished`: the recording fails
-        // and its session ends.
+        if !matches!(self.stage, Stage::Inline { .. }) {
+            return Ok(());
+        }
         let Stage::Inline { mut compressor, mut sink } = std::mem::replace(&mut self.stage, Stage::Finished) else {
             return Ok(());
         };
