@@ -113,9 +113,7 @@ fn unpack(bundle: &Path, into: &Path) {
 #[test]
 fn the_dispute_bundle_verifies_by_hand_and_plays_offline_in_chromium() {
     let w = World::new();
-    let mut pty = w.vendor_shell(90, 24);
-    pty.type_text("PS1='rdy> '\r");
-    pty.expect("rdy> ");
+    let mut pty = w.vendor_prompt(90, 24);
     pty.type_text("echo bundle-proof-$((6*7))\r");
     pty.expect("bundle-proof-42");
     pty.type_text("exit\r");

@@ -49,9 +49,7 @@ fn exec_session_is_recorded_with_its_metadata() {
 #[test]
 fn interactive_session_with_resize_is_read_by_asciinema() {
     let w = World::new();
-    let mut pty = w.vendor_shell(100, 30);
-    pty.type_text("PS1='rdy> '\r");
-    pty.expect("rdy> ");
+    let mut pty = w.vendor_prompt(100, 30);
     pty.type_text("echo typed-$((40+2))\r");
     pty.expect("typed-42");
     pty.resize(120, 40);
@@ -271,9 +269,7 @@ fn a_recording_that_cannot_be_written_ends_the_session() {
 #[test]
 fn replay_starts_at_a_marker_and_obeys_its_keys() {
     let w = World::new();
-    let mut pty = w.vendor_shell(80, 24);
-    pty.type_text("PS1='rdy> '\r");
-    pty.expect("rdy> ");
+    let mut pty = w.vendor_prompt(80, 24);
     pty.type_text("echo before-$((1))\r");
     pty.expect("before-1");
     // Ten minutes before the window ends: the warning is a marker on the timeline.

@@ -219,9 +219,7 @@ fn a_200_mb_stream_arrives_intact_is_recorded_exactly_and_memory_stays_flat() {
 #[test]
 fn ctrl_c_interrupts_a_flood_promptly() {
     let w = World::new();
-    let mut pty = w.vendor_shell(80, 24);
-    pty.type_text("PS1='rdy> '\r");
-    pty.expect("rdy> ");
+    let mut pty = w.vendor_prompt(80, 24);
     pty.type_text("yes flood-line-of-text-for-the-terminal\r");
     pty.expect("flood-line-of-text-for-the-terminal\r\nflood");
     std::thread::sleep(Duration::from_millis(500));

@@ -398,6 +398,14 @@ impl World {
         pty::Pty::spawn(ssh, cols, rows)
     }
 
+    /// The vendor's shell with a known prompt (`rdy> `), ready for the first command.
+    pub fn vendor_prompt(&self, cols: u16, rows: u16) -> pty::Pty {
+        let mut pty = self.vendor_shell(cols, rows);
+        pty.type_text("PS1='rdy> '\r");
+        pty.expect("rdy> ");
+        pty
+    }
+
     /// `ssh alice@bastion COMMAND` (the technician's console), waiting for it.
     pub fn console(&self, command: &str) -> Output {
         self.tech.ssh(&self.bastion, "alice").arg(command).stdin(Stdio::null()).output().unwrap()
