@@ -119,7 +119,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
         RecordingsCommand::Export { id, format, output, channel, .. } => {
             let output = output.unwrap_or_else(|| PathBuf::from("-"));
             let folder = find_folder(config, store, &id)?;
-            let [path] = select(&folder, Some(channel))?.try_into().map_err(|_| UserError("no such channel".into()))?;
+            let path = channel_file(&folder, channel)?;
             let mut reader = CastReader::open(&path)?;
             if output == Path::new("-") {
                 let mut out = std::io::BufWriter::new(out);
@@ -228,6 +228,12 @@ pub(super) fn select(folder: &Path, channel: Option<usize>) -> anyhow::Result<Ve
             Err(UserError(format!("channel {n} does not exist; the session has {} channel(s)", files.len())).into())
         }
     }
+}
+
+/// The recording file of one channel (1-based).
+pub(super) fn channel_file(folder: &Path, channel: usize) -> anyhow::Result<PathBuf> {
+    let [path] = select(folder, Some(channel))?.try_into().map_err(|_| UserError("no such channel".into()))?;
+    Ok(path)
 }
 
 /// A session id from the store, a session id found under the recordings folder (the

@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::Ctx;
-use super::recordings::{find_folder, select};
+use super::recordings::{channel_file, find_folder};
 use crate::UserError;
 use crate::cli::ReplayArgs;
 use crate::recording::reader::CastEvent;
@@ -78,7 +78,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
         return Err(UserError(format!("--speed {}: give a positive number", args.speed)).into());
     }
     let folder = find_folder(ctx.config, ctx.store, &args.id)?;
-    let [path] = select(&folder, Some(args.channel))?.try_into().map_err(|_| UserError("no such channel".into()))?;
+    let path = channel_file(&folder, args.channel)?;
     let replay = Replay::open(&path)?;
     let markers = &replay.index.markers;
     let start_ms = match (&args.from, args.from_marker) {
