@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::export;
 use super::reader::CastReader;
+use super::seal::evidence_files;
 use super::text::{self, clock};
 use super::{RecordingError, cast_files};
 
@@ -87,17 +88,10 @@ pub fn write(
         Entry { name: format!("{root}/transcript.txt"), bytes: transcript(folder, &id, &meta)?.into_bytes() },
         Entry { name: format!("{root}/signing_ed25519.pub"), bytes: format!("{key_line}\n").into_bytes() },
     ];
-    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
-        .map_err(|source| BundleError::Read { path: folder.to_path_buf(), source })?
-        .flatten()
-        .map(|e| e.path())
-        // Dotfiles (the seek index) are derived, not evidence.
-        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-        .collect();
-    files.sort();
-    for path in files {
-        let bytes = std::fs::read(&path).map_err(|source| BundleError::Read { path: path.clone(), source })?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let files = evidence_files(folder).map_err(|source| BundleError::Read { path: folder.to_path_buf(), source })?;
+    for (name, _) in files {
+        let path = folder.join(&name);
+        let bytes = std::fs::read(&path).map_err(|source| BundleError::Read { path, source })?;
         entries.push(Entry { name: format!("{root}/{id}/{name}"), bytes });
     }
     let written = match archive {

@@ -123,14 +123,7 @@ impl Sealer {
     /// sealer's last checkpoint of it already covers it whole (the recordings, written
     /// only by their writers and sealed frame by frame).
     pub fn seal_folder(&self, folder: &Path) -> std::io::Result<()> {
-        let mut files: Vec<(String, u64)> = std::fs::read_dir(folder)?
-            .flatten()
-            .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?)))
-            .filter(|(n, meta)| meta.is_file() && n != SEAL_FILE && !n.starts_with('.'))
-            .map(|(n, meta)| (n, meta.len()))
-            .collect();
-        files.sort();
-        for (name, size) in files {
+        for (name, size) in evidence_files(folder)?.into_iter().filter(|(n, _)| n != SEAL_FILE) {
             let covered = self.inner.lock().ok().and_then(|inner| inner.covered.get(&name).copied());
             if covered == Some(size) {
                 continue;
@@ -140,6 +133,20 @@ impl Sealer {
         }
         self.inner.lock().map_err(|_| std::io::Error::other("seal lock poisoned"))?.file.sync_data()
     }
+}
+
+/// The files of a session folder that are evidence, by name with their sizes, sorted:
+/// every regular file but dotfiles (derived data such as the seek index).
+pub fn evidence_files(folder: &Path) -> std::io::Result<Vec<(String, u64)>> {
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(folder)?
+        .flatten()
+        // Following links, as reading them does.
+        .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), std::fs::metadata(e.path()).ok()?)))
+        .filter(|(name, meta)| meta.is_file() && !name.starts_with('.'))
+        .map(|(name, meta)| (name, meta.len()))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// The well-formed checkpoints of a seal file, unverified (our own file, read to go on
@@ -269,13 +276,8 @@ pub fn verify(folder: &Path, key: &PublicKey) -> Report {
         }
     }
     // Files present but never sealed, or longer than sealed, are reported too.
-    if let Ok(entries) = std::fs::read_dir(folder) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == SEAL_FILE || name.starts_with('.') || !entry.path().is_file() {
-                continue;
-            }
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+    if let Ok(files) = evidence_files(folder) {
+        for (name, size) in files.into_iter().filter(|(n, _)| n != SEAL_FILE) {
             match proven.get(&name) {
                 None => report.problems.push(format!("{name}: not covered by the seal")),
                 Some(&sealed) if size > sealed => {
