@@ -240,8 +240,9 @@ For each line: check the signature, then that the first LENGTH bytes of FILE has
     [ \"$(head -c \"$5\" \"$4\" | sha256sum | cut -d' ' -f1)\" = \"$6\" ] || echo \"checkpoint $n: $4 differs\"
   done < seal
 
-No output means every checkpoint holds. The last checkpoints (written when the session
-ended) cover every file of the folder in full; compare their LENGTH with `ls -l`. A
+No output means every checkpoint holds. Each file's last checkpoint covers it in full (a
+recording's is that of its last frame; the other files' were written when the session
+ended); compare its LENGTH with `ls -l`. A
 recording cut short by a crash is sealed up to its last checkpoint and then marked
 `interrupted` in session.json.
 
