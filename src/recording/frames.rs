@@ -2,17 +2,19 @@
 //! zstd frames in a sink (the recording file and its seal; memory in benchmarks and tests).
 //!
 //! While a session is quiet this runs inline, on the recording's writer thread. From the
-//! first frame closed because it was full (a flood: `cat`, a build log, `journalctl`) it
-//! moves to a thread of its own, so that escaping the next frame's text overlaps
-//! compressing this one: zstd alone then sets the pace. The order of frames never changes,
-//! and a full queue makes the encoder wait (and with it the relay); nothing is dropped.
+//! first frame closed because it was full (a flood: `cat`, a build log, `journalctl`),
+//! compression moves to a thread of its own, so that escaping the next frame's text
+//! overlaps compressing this one: zstd alone then sets the pace. Compressed frames come
+//! back to the writer thread, which writes, hashes and seals them (it has the time; the
+//! compression thread has none to spare). The order of frames never changes, a full queue
+//! makes the encoder wait (and with it the relay), and nothing is dropped.
 
 use std::io;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 
 /// Where compressed frames go, in order.
-pub trait FrameSink: Send + 'static {
+pub trait FrameSink {
     /// Writes one complete zstd frame.
     fn write_frame(&mut self, frame: &[u8]) -> io::Result<()>;
 }
@@ -37,50 +39,66 @@ const THREAD_STACK: usize = 512 * 1024;
 struct Compressor {
     level: i32,
     context: Option<zstd::bulk::Compressor<'static>>,
-    out: Vec<u8>,
 }
 
 impl Compressor {
     fn new(level: i32) -> Compressor {
-        Compressor { level, context: None, out: Vec::new() }
+        Compressor { level, context: None }
     }
 
-    fn write(&mut self, text: &[u8], sink: &mut impl FrameSink) -> io::Result<()> {
+    /// Compresses `text` into `frame`, replacing what it held.
+    fn compress(&mut self, text: &[u8], frame: &mut Vec<u8>) -> io::Result<()> {
         let context = match &mut self.context {
             Some(context) => context,
             empty => empty.insert(zstd::bulk::Compressor::new(self.level)?),
         };
-        self.out.clear();
-        self.out.reserve(zstd::zstd_safe::compress_bound(text.len()));
-        context.compress_to_buffer(text, &mut self.out)?;
-        sink.write_frame(&self.out)
+        frame.clear();
+        frame.reserve(zstd::zstd_safe::compress_bound(text.len()));
+        context.compress_to_buffer(text, frame)?;
+        Ok(())
     }
 }
 
-enum Stage<S> {
-    Inline {
-        compressor: Compressor,
-        sink: S,
-    },
-    Thread {
-        frames: SyncSender<Vec<u8>>,
-        /// Emptied text buffers coming back, so that a flood does not allocate per frame.
-        spare: Receiver<Vec<u8>>,
-        thread: JoinHandle<io::Result<S>>,
-    },
+/// A frame's text on its way to the compression thread, and back with its compressed
+/// frame: both buffers are reused for later frames.
+struct Job {
+    text: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+/// The compression thread and the buffers going round it.
+struct Pipeline {
+    jobs: SyncSender<Job>,
+    done: Receiver<Job>,
+    /// Jobs sent and not yet back.
+    in_flight: usize,
+    /// Buffers of jobs that came back, for the next frames.
+    texts: Vec<Vec<u8>>,
+    frames: Vec<Vec<u8>>,
+    thread: JoinHandle<io::Result<()>>,
+}
+
+enum Stage {
+    Inline { compressor: Compressor, frame: Vec<u8> },
+    Thread(Pipeline),
     Finished,
 }
 
 /// The compression stage of one recording.
 pub struct Frames<S: FrameSink> {
-    stage: Stage<S>,
+    stage: Stage,
+    sink: Option<S>,
     /// False keeps compression inline for good (benchmarks measuring CPU per byte).
     may_thread: bool,
 }
 
 impl<S: FrameSink> Frames<S> {
     pub fn new(level: i32, sink: S) -> Frames<S> {
-        Frames { stage: Stage::Inline { compressor: Compressor::new(level), sink }, may_thread: true }
+        Frames {
+            stage: Stage::Inline { compressor: Compressor::new(level), frame: Vec::new() },
+            sink: Some(sink),
+            may_thread: true,
+        }
     }
 
     /// Never moves compression to a thread of its own.
@@ -91,38 +109,104 @@ impl<S: FrameSink> Frames<S> {
 
     /// Compresses and writes one closed frame of text; `full` says it was closed because
     /// it was full rather than by the flush timer. Returns an empty buffer for the next.
+    /// On the compression thread, the frame is written by a later call (this one writes
+    /// those compressed meanwhile), by [`Frames::settle`] or by [`Frames::finish`].
     pub fn write(&mut self, mut text: Vec<u8>, full: bool) -> io::Result<Vec<u8>> {
         if full && self.may_thread {
             self.start_thread()?;
         }
-        match &mut self.stage {
-            Stage::Inline { compressor, sink } => {
-                compressor.write(&text, sink)?;
+        let (stage, sink) = self.parts()?;
+        match stage {
+            Stage::Inline { compressor, frame } => {
+                compressor.compress(&text, frame)?;
+                sink.write_frame(frame)?;
                 text.clear();
                 Ok(text)
             }
-            Stage::Thread { frames, spare, .. } => {
+            Stage::Thread(pipeline) => {
                 let capacity = text.capacity();
-                if frames.send(text).is_err() {
-                    // The thread stopped on an error: report it.
-                    return Err(self.finish().err().unwrap_or_else(|| io::Error::other("compression stopped")));
+                let frame = pipeline.frames.pop().unwrap_or_default();
+                if pipeline.jobs.send(Job { text, frame }).is_err() {
+                    return Err(self.stopped());
                 }
-                Ok(spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(capacity)))
+                pipeline.in_flight += 1;
+                self.write_done(false)?;
+                let spare = self.pipeline().and_then(|pipeline| pipeline.texts.pop());
+                Ok(spare.unwrap_or_else(|| Vec::with_capacity(capacity)))
             }
-            Stage::Finished => Err(io::Error::other("recording already finished")),
+            Stage::Finished => Err(finished()),
         }
     }
 
-    /// Waits for every frame to be written and hands back the sink (or the error that
-    /// stopped the compression thread).
+    /// Waits until every frame handed over is compressed and written (the flush timer's
+    /// call: a crash then loses at most the text of one flush interval).
+    pub fn settle(&mut self) -> io::Result<()> {
+        self.write_done(true)
+    }
+
+    /// Writes every frame handed over, waits for the compression thread to end, and hands
+    /// back the sink (or the error that stopped compression).
     pub fn finish(&mut self) -> io::Result<S> {
-        match std::mem::replace(&mut self.stage, Stage::Finished) {
-            Stage::Inline { sink, .. } => Ok(sink),
-            Stage::Thread { frames, thread, .. } => {
-                drop(frames);
-                thread.join().map_err(|_| io::Error::other("compression thread panicked"))?
+        self.settle()?;
+        let stage = std::mem::replace(&mut self.stage, Stage::Finished);
+        if let Stage::Thread(Pipeline { jobs, thread, .. }) = stage {
+            drop(jobs);
+            thread.join().map_err(|_| io::Error::other("compression thread panicked"))??;
+        }
+        self.sink.take().ok_or_else(finished)
+    }
+
+    /// Writes the frames the compression thread has finished, in order; with `wait`, waits
+    /// for all of them.
+    fn write_done(&mut self, wait: bool) -> io::Result<()> {
+        let (Stage::Thread(pipeline), sink) = self.parts()? else {
+            return Ok(());
+        };
+        while pipeline.in_flight > 0 {
+            let job = if wait {
+                pipeline.done.recv().map_err(|_| TryRecvError::Disconnected)
+            } else {
+                pipeline.done.try_recv()
+            };
+            match job {
+                Ok(Job { mut text, frame }) => {
+                    pipeline.in_flight -= 1;
+                    sink.write_frame(&frame)?;
+                    text.clear();
+                    pipeline.texts.push(text);
+                    pipeline.frames.push(frame);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Err(self.stopped()),
             }
-            Stage::Finished => Err(io::Error::other("recording already finished")),
+        }
+        Ok(())
+    }
+
+    fn parts(&mut self) -> io::Result<(&mut Stage, &mut S)> {
+        match &mut self.sink {
+            Some(sink) => Ok((&mut self.stage, sink)),
+            None => Err(finished()),
+        }
+    }
+
+    fn pipeline(&mut self) -> Option<&mut Pipeline> {
+        match &mut self.stage {
+            Stage::Thread(pipeline) => Some(pipeline),
+            _ => None,
+        }
+    }
+
+    /// The compression thread stopped early: its error (the recording has failed).
+    fn stopped(&mut self) -> io::Error {
+        self.sink = None;
+        match std::mem::replace(&mut self.stage, Stage::Finished) {
+            Stage::Thread(Pipeline { thread, .. }) => match thread.join() {
+                Ok(Err(err)) => err,
+                Ok(Ok(())) => io::Error::other("compression stopped"),
+                Err(_) => io::Error::other("compression thread panicked"),
+            },
+            _ => io::Error::other("compression stopped"),
         }
     }
 
@@ -133,24 +217,29 @@ impl<S: FrameSink> Frames<S> {
         if !matches!(self.stage, Stage::Inline { .. }) {
             return Ok(());
         }
-        let Stage::Inline { mut compressor, mut sink } = std::mem::replace(&mut self.stage, Stage::Finished) else {
+        let Stage::Inline { mut compressor, frame } = std::mem::replace(&mut self.stage, Stage::Finished) else {
             return Ok(());
         };
-        let (frames, queued) = sync_channel::<Vec<u8>>(QUEUE_FRAMES);
-        let (give_back, spare) = std::sync::mpsc::channel();
+        let (jobs, queued) = sync_channel::<Job>(QUEUE_FRAMES);
+        let (give_back, done) = std::sync::mpsc::channel();
         let thread =
             std::thread::Builder::new().name("recorder-zstd".into()).stack_size(THREAD_STACK).spawn(move || {
-                for mut text in queued {
-                    compressor.write(&text, &mut sink)?;
-                    text.clear();
-                    // The encoder may be gone already; the buffer is then simply freed.
-                    let _ = give_back.send(text);
+                for mut job in queued {
+                    compressor.compress(&job.text, &mut job.frame)?;
+                    if give_back.send(job).is_err() {
+                        break; // the encoder is gone
+                    }
                 }
-                Ok(sink)
+                Ok(())
             })?;
-        self.stage = Stage::Thread { frames, spare, thread };
+        let frames = vec![frame];
+        self.stage = Stage::Thread(Pipeline { jobs, done, in_flight: 0, texts: Vec::new(), frames, thread });
         Ok(())
     }
+}
+
+fn finished() -> io::Error {
+    io::Error::other("recording already finished")
 }
 
 #[cfg(test)]
@@ -177,6 +266,12 @@ mod tests {
             // Quiet frames first (inline), then a flood (threaded), then quiet again.
             let buffer = frames.write(std::mem::take(&mut text), (10..30).contains(&i)).unwrap();
             assert!(buffer.is_empty());
+            if i % 10 == 5 {
+                // What the flush timer waits for: everything so far in the sink.
+                frames.settle().unwrap();
+                let written = frames.sink.as_ref().unwrap();
+                assert_eq!(zstd::decode_all(&written[..]).unwrap(), expected, "settled after frame {i}");
+            }
         }
         assert!(matches!(frames.stage, Stage::Thread { .. }));
         let file = frames.finish().unwrap();

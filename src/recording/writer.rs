@@ -1,7 +1,6 @@
 //! The writer task of one recording: drives the [`Encoder`] against the file, closing a
-//! frame at least every flush interval. A write error (on this thread or the compression
-//! thread) stops the task and signals the session, which ends: nothing is shown
-//! unrecorded.
+//! frame at least every flush interval. A write or compression error stops the task and
+//! signals the session, which ends: nothing is shown unrecorded.
 
 use std::fs::File;
 use std::io::Write;
@@ -19,26 +18,19 @@ use super::{Event, RecordingError};
 use crate::config::RecordingConfig;
 
 /// The recording file as the compression stage's sink: hashed as it is written, with a
-/// seal checkpoint after every frame. Lives on whichever thread compresses.
+/// seal checkpoint after every frame. Lives on the writer thread; a write error ends the
+/// writer, and with it the session.
 struct CastFile {
     file: Hashing<File>,
     /// The file's name in the folder, as checkpoints name it.
     name: String,
     sealer: Sealer,
-    /// Cancelled on the first write error, wherever it happens: the session ends at once.
-    failed: CancellationToken,
 }
 
 impl FrameSink for CastFile {
     fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        let written = self
-            .file
-            .write_all(frame)
-            .and_then(|()| self.sealer.checkpoint(&self.name, self.file.length, &self.file.digest()));
-        if written.is_err() {
-            self.failed.cancel();
-        }
-        written
+        self.file.write_all(frame)?;
+        self.sealer.checkpoint(&self.name, self.file.length, &self.file.digest())
     }
 }
 
@@ -60,7 +52,7 @@ impl Writer {
         sealer: Sealer,
     ) -> Writer {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let sink = CastFile { file: Hashing::new(file), name, sealer, failed: failed.clone() };
+        let sink = CastFile { file: Hashing::new(file), name, sealer };
         let encoder = Encoder::new(title, started, config, Instant::now(), sink);
         Writer { path, config, failed, encoder }
     }
