@@ -37,7 +37,7 @@ if [ -n "${PERF:-}" ]; then
     perf record -q -g -o "$W/perf.data" -p "$CHAP" -- sleep 4 >/dev/null 2>&1 &
     PERF_PID=$!
     sleep 0.2; via "cat $W/corpus" > /dev/null; wait "$PERF_PID" || true
-    perf report -i "$W/perf.data" --no-children --percent-limit 1.5 --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
+    perf report -i "$W/perf.data" --no-children --percent-limit ${PERF_LIMIT:-1.5} --stdio 2>/dev/null | grep -E "^ +[0-9]" | head -${PERF_LINES:-25}
 fi
 best_direct=999999; best_via=999999; cpu_via=0
 for _ in $(seq 1 "$RUNS"); do

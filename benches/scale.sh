@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Scale: N concurrent recorded sessions through chaperone (interactive-ish: a pty each,
 # a line of output every two seconds), chaperone's RSS in all and per session; then 20
-# sessions streaming 50 MB each at once, and how evenly the bandwidth was shared.
-# Usage: benches/scale.sh [N] (default 200). Loopback only.
+# sessions streaming 101 MB each at once, and how evenly the bandwidth was shared while
+# all were streaming.
+# Usage: benches/scale.sh [N] (default 200); SHOW=1 also prints each stream's rate in the
+# window. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200}
@@ -31,12 +33,25 @@ echo "$(live) concurrent recorded sessions: chaperone RSS $((loaded / 1024)) MiB
 echo "extrapolated to 1,000 sessions: $(( (base + (loaded - base) * 1000 / N) / 1024 )) MiB (target < 2048 MiB)"
 for p in "${PIDS[@]:2}"; do kill "$p" 2>/dev/null || true; done
 
-head -c 50000000 /dev/urandom | base64 > "$W/stream"
+head -c 75000000 /dev/urandom | base64 > "$W/stream"
+# Each stream's output lands in memory (tmpfs); fairness is measured over a window in which
+# all twenty are streaming, from what each received in it, so that staggered logins and
+# the last stream running alone at the end do not count.
+OUT=$(mktemp -d -p /dev/shm)
+trap 'cleanup; rm -rf "$OUT"' EXIT
 for i in $(seq 1 20); do
-    ( t0=$(date +%s.%N); via "cat $W/stream" >/dev/null; t1=$(date +%s.%N); echo "$t0 $t1" > "$W/t.$i" ) &
+    ( t0=$(date +%s.%N); via "cat $W/stream" > "$OUT/$i"; t1=$(date +%s.%N); echo "$t0 $t1" > "$W/t.$i" ) &
 done
+sizes() { for i in $(seq 1 20); do stat -c %s "$OUT/$i"; done; }
+all_streaming() { for i in $(seq 1 20); do [ "$(stat -c %s "$OUT/$i")" -ge 8000000 ] || return 1; done; }
+for _ in $(seq 1 600); do all_streaming 2>/dev/null && break; sleep 0.1; done
+before=$(sizes); sleep 2; after=$(sizes); [ -z "${SHOW:-}" ] || paste <(echo "$before") <(echo "$after") | awk "{printf \"%.1f \", (\$2-\$1)/2e6}"
+finished=$(ls "$W" | grep -c '^t\.' || true)
+window=$(paste <(echo "$before") <(echo "$after") | awk '{d = $2 - $1; if (min == "" || d < min) min = d; if (d > max) max = d; sum += d}
+    END { printf "in a 2 s window with all 20 streaming: slowest %.1f, fastest %.1f MB/s, fairness %.2f", min/2e6, max/2e6, (max > 0) ? min/max : 0 }')
+[ "$finished" = 0 ] || window="$window (not valid: $finished streams ended inside the window)"
 wait_all() { for i in $(seq 1 20); do while [ ! -s "$W/t.$i" ]; do sleep 0.2; done; done; }
 wait_all
-cat "$W"/t.* | awk -v size="$(stat -c %s "$W/stream")" '
-    { d = $2 - $1; r = size / d / 1e6; if (min == "" || r < min) min = r; if (r > max) max = r; sum += r; if ($2 > end) end = $2; if (start == "" || $1 < start) start = $1 }
-    END { printf "20 streams of %.0f MB at once: %.1f MB/s each on average (slowest %.1f, fastest %.1f; fairness %.2f), %.0f MB/s in all\n", size/1e6, sum/NR, min, max, min/max, NR*size/(end-start)/1e6 }'
+cat "$W"/t.* | awk -v size="$(stat -c %s "$W/stream")" -v window="$window" '
+    { d = $2 - $1; r = size / d / 1e6; sum += r; if ($2 > end) end = $2; if (start == "" || $1 < start) start = $1 }
+    END { printf "20 streams of %.0f MB at once: %.0f MB/s in all, %.1f MB/s each on average; %s\n", size/1e6, NR*size/(end-start)/1e6, sum/NR, window }'
