@@ -60,12 +60,18 @@ impl Writer {
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<(Instant, Event)>) -> Summary {
         let mut tick = tokio::time::interval(self.config.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Taken from the queue all at once: the relay, waiting for room during a flood, is
+        // then woken once per batch rather than once per event.
+        let limit = rx.max_capacity();
+        let mut batch = Vec::with_capacity(limit);
         loop {
             let result = tokio::select! {
-                received = rx.recv() => match received {
-                    Some((at, event)) => self.encoder.encode(at, event),
-                    None => break,
-                },
+                received = rx.recv_many(&mut batch, limit) => {
+                    if received == 0 {
+                        break;
+                    }
+                    batch.drain(..).try_for_each(|(at, event)| self.encoder.encode(at, event))
+                }
                 _ = tick.tick() => self.encoder.flush(),
             };
             if let Err(err) = result {
