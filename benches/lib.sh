@@ -7,7 +7,13 @@ cargo build --release -q
 BIN=$PWD/target/release/chaperone
 PIDS=()
 W=""
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -z "$W" ] || rm -rf "$W"; }
+# Stops what was started and waits for it (chaperone finishes its sessions' files on
+# SIGTERM) before removing the work folder.
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    [ -z "$W" ] || rm -rf "$W"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
