@@ -254,9 +254,11 @@ fn a_recording_that_cannot_be_written_ends_the_session() {
     let cat = w.bastion.run(&["recordings", "cat", &id]);
     assert!(cat.status.success(), "{}", stderr(&cat));
     assert!(!cat.stdout.is_empty());
-    // The vendor saw no more than what reached the disk plus what was in flight to it
-    // (the recorder's queue and the frame being filled): the session stopped at once.
-    let in_flight = 3 * 1024 * 1024;
+    // The vendor saw no more than what reached the disk plus what was in flight to it (the
+    // recorder's queue of 64 packets of 32 KiB and the batch of 16 taken from it, the frame
+    // being filled, the one queued for compression and the one being compressed): the
+    // session stopped at once.
+    let in_flight = (64 + 16) * 32 * 1024 + 3 * chaperone::recording::encoder::FRAME_BYTES;
     assert!(
         out.stdout.len() <= cat.stdout.len() + in_flight,
         "vendor saw {} bytes, the recording has {}",

@@ -60,9 +60,9 @@ impl Writer {
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<(Instant, Event)>) -> Summary {
         let mut tick = tokio::time::interval(self.config.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Taken from the queue all at once: the relay, waiting for room during a flood, is
-        // then woken once per batch rather than once per event.
-        let limit = rx.max_capacity();
+        // Taken from the queue in batches of a quarter of it: the relay, waiting for room
+        // during a flood, is then woken once per batch rather than once per event.
+        let limit = rx.max_capacity().div_ceil(4);
         let mut batch = Vec::with_capacity(limit);
         loop {
             let result = tokio::select! {
