@@ -22,6 +22,9 @@ use crate::config::RecordingConfig;
 /// 3.1, and of just over 256 KiB (zstd's table for large inputs on a small one) at 3.4.
 pub const FRAME_BYTES: usize = 1024 * 1024;
 
+/// The frame buffer of a quiet session (it grows during a flood, and shrinks after).
+const IDLE_BUFFER: usize = 4096;
+
 /// Longest merged event, so that one event never holds a frame's worth of text.
 const MERGE_BYTES: usize = 64 * 1024;
 
@@ -80,7 +83,7 @@ impl<S: FrameSink> Encoder<S> {
             stderr: Utf8Carry::default(),
             input: Utf8Carry::default(),
             open: None,
-            buf: Vec::with_capacity(4096),
+            buf: Vec::with_capacity(IDLE_BUFFER),
             frames,
             summary: Summary::default(),
         }
@@ -179,7 +182,12 @@ impl<S: FrameSink> Encoder<S> {
     /// frame before it are written (the flush timer's call).
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.close_frame(false)?;
-        self.frames.settle()
+        self.frames.settle()?;
+        if !self.frames.threaded() && self.buf.capacity() > IDLE_BUFFER {
+            // A flood is over: the frame buffer goes back to a quiet session's size.
+            self.buf = Vec::with_capacity(IDLE_BUFFER);
+        }
+        Ok(())
     }
 
     fn close_frame(&mut self, full: bool) -> std::io::Result<()> {
@@ -243,5 +251,30 @@ mod tests {
             vec!["[0.005, \"o\", \"abc\"]", "[0.000, \"i\", \"x\"]", "[0.002, \"o\", \"äd\"]", "[0.002, \"x\", \"0\"]"]
         );
         assert_eq!(enc.summary.bytes_out, 6);
+    }
+
+    #[test]
+    fn after_a_flood_the_session_shrinks_back() {
+        let start = Instant::now();
+        let mut enc = Encoder::new("t".into(), Utc::now(), RecordingConfig::default(), start, Vec::new());
+        let chunk = Bytes::from("log line with \x1b[1mbold\x1b[0m text\n".repeat(800));
+        let mut sent = 0;
+        for i in 0..200u64 {
+            enc.encode(start + Duration::from_micros(i * 20), Event::Output(chunk.clone())).unwrap();
+            sent += chunk.len();
+        }
+        assert!(enc.frames.threaded(), "a flood compresses on a thread of its own");
+        enc.flush().unwrap(); // the tick during the flood
+        assert!(enc.frames.threaded());
+        enc.flush().unwrap(); // a tick with no full frame since: the flood is over
+        assert!(!enc.frames.threaded());
+        assert!(enc.buf.capacity() <= IDLE_BUFFER, "{}", enc.buf.capacity());
+        enc.encode(start + Duration::from_secs(5), Event::Output(Bytes::from_static(b"after"))).unwrap();
+        let file = enc.finish().unwrap();
+        let text = String::from_utf8(zstd::decode_all(&file[..]).unwrap()).unwrap();
+        let output: String =
+            text.lines().skip(1).map(|line| serde_json::from_str::<(f64, String, String)>(line).unwrap().2).collect();
+        assert_eq!(output.len(), sent + "after".len());
+        assert!(output.ends_with("text\nafter"));
     }
 }

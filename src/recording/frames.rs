@@ -7,7 +7,9 @@
 //! overlaps compressing this one: zstd alone then sets the pace. Compressed frames come
 //! back to the writer thread, which writes, hashes and seals them (it has the time; the
 //! compression thread has none to spare). The order of frames never changes, a full queue
-//! makes the encoder wait (and with it the relay), and nothing is dropped.
+//! makes the encoder wait (and with it the relay), and nothing is dropped. A flush tick
+//! that saw no full frame ends the flood: compression goes back inline, and the thread
+//! and its buffers are freed.
 
 use std::io;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
@@ -75,7 +77,8 @@ struct Pipeline {
     /// Buffers of jobs that came back, for the next frames.
     texts: Vec<Vec<u8>>,
     frames: Vec<Vec<u8>>,
-    thread: JoinHandle<io::Result<()>>,
+    /// Hands the compressor back when it ends.
+    thread: JoinHandle<io::Result<Compressor>>,
 }
 
 enum Stage {
@@ -90,6 +93,8 @@ pub struct Frames<S: FrameSink> {
     sink: Option<S>,
     /// False keeps compression inline for good (benchmarks measuring CPU per byte).
     may_thread: bool,
+    /// A full frame came since the last [`Frames::settle`]: the flood goes on.
+    flooding: bool,
 }
 
 impl<S: FrameSink> Frames<S> {
@@ -98,6 +103,7 @@ impl<S: FrameSink> Frames<S> {
             stage: Stage::Inline { compressor: Compressor::new(level), frame: Vec::new() },
             sink: Some(sink),
             may_thread: true,
+            flooding: false,
         }
     }
 
@@ -112,6 +118,7 @@ impl<S: FrameSink> Frames<S> {
     /// On the compression thread, the frame is written by a later call (this one writes
     /// those compressed meanwhile), by [`Frames::settle`] or by [`Frames::finish`].
     pub fn write(&mut self, mut text: Vec<u8>, full: bool) -> io::Result<Vec<u8>> {
+        self.flooding |= full;
         if full && self.may_thread {
             self.start_thread()?;
         }
@@ -139,9 +146,28 @@ impl<S: FrameSink> Frames<S> {
     }
 
     /// Waits until every frame handed over is compressed and written (the flush timer's
-    /// call: a crash then loses at most the text of one flush interval).
+    /// call: a crash then loses at most the text of one flush interval). When no full frame
+    /// came since the last call, the flood is over: the compression thread ends and its
+    /// buffers and large zstd context are freed, so that a session that once ran a `cat`
+    /// is as small as one that never did.
     pub fn settle(&mut self) -> io::Result<()> {
-        self.write_done(true)
+        self.write_done(true)?;
+        if !std::mem::take(&mut self.flooding) && matches!(self.stage, Stage::Thread(_)) {
+            let Stage::Thread(Pipeline { jobs, thread, .. }) = std::mem::replace(&mut self.stage, Stage::Finished)
+            else {
+                return Ok(());
+            };
+            drop(jobs);
+            let mut compressor = thread.join().map_err(|_| io::Error::other("compression thread panicked"))??;
+            compressor.context = None;
+            self.stage = Stage::Inline { compressor, frame: Vec::new() };
+        }
+        Ok(())
+    }
+
+    /// Whether compression runs on a thread of its own (a flood is on).
+    pub fn threaded(&self) -> bool {
+        matches!(self.stage, Stage::Thread(_))
     }
 
     /// Writes every frame handed over, waits for the compression thread to end, and hands
@@ -203,7 +229,7 @@ impl<S: FrameSink> Frames<S> {
         match std::mem::replace(&mut self.stage, Stage::Finished) {
             Stage::Thread(Pipeline { thread, .. }) => match thread.join() {
                 Ok(Err(err)) => err,
-                Ok(Ok(())) => io::Error::other("compression stopped"),
+                Ok(Ok(_)) => io::Error::other("compression stopped"),
                 Err(_) => io::Error::other("compression thread panicked"),
             },
             _ => io::Error::other("compression stopped"),
@@ -230,7 +256,7 @@ impl<S: FrameSink> Frames<S> {
                         break; // the encoder is gone
                     }
                 }
-                Ok(())
+                Ok(compressor)
             })?;
         let frames = vec![frame];
         self.stage = Stage::Thread(Pipeline { jobs, done, in_flight: 0, texts: Vec::new(), frames, thread });
@@ -260,20 +286,23 @@ mod tests {
     fn threaded_frames_arrive_in_order_and_decode() {
         let mut frames = Frames::new(1, Vec::new());
         let mut expected = Vec::new();
-        for i in 0..40 {
+        for i in 0..45 {
             let mut text = format!("frame {i}\n").repeat(1000).into_bytes();
             expected.extend_from_slice(&text);
-            // Quiet frames first (inline), then a flood (threaded), then quiet again.
-            let buffer = frames.write(std::mem::take(&mut text), (10..30).contains(&i)).unwrap();
+            // Quiet frames (inline), a flood (threaded), quiet again, a second flood, quiet.
+            let full = (10..20).contains(&i) || (30..35).contains(&i);
+            let buffer = frames.write(std::mem::take(&mut text), full).unwrap();
             assert!(buffer.is_empty());
-            if i % 10 == 5 {
-                // What the flush timer waits for: everything so far in the sink.
+            // Threaded from the first full frame until a tick that saw none.
+            assert_eq!(frames.threaded(), (10..25).contains(&i) || (30..40).contains(&i), "frame {i}");
+            if i % 5 == 4 {
+                // What the flush timer waits for: everything so far in the sink. A tick
+                // without a full frame since the last one ends the compression thread.
                 frames.settle().unwrap();
                 let written = frames.sink.as_ref().unwrap();
                 assert_eq!(zstd::decode_all(&written[..]).unwrap(), expected, "settled after frame {i}");
             }
         }
-        assert!(matches!(frames.stage, Stage::Thread { .. }));
         let file = frames.finish().unwrap();
         assert_eq!(zstd::decode_all(&file[..]).unwrap(), expected);
     }
