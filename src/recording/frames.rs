@@ -149,7 +149,7 @@ impl<S: FrameSink> Frames<S> {
     /// call: a crash then loses at most the text of one flush interval). When no full frame
     /// came since the last call, the flood is over: the compression thread ends and its
     /// buffers and large zstd context are freed, so that a session that once ran a `cat`
-    /// is as small as one that never did.
+    /// holds no more than one that never did.
     pub fn settle(&mut self) -> io::Result<()> {
         self.write_done(true)?;
         if !std::mem::take(&mut self.flooding) && matches!(self.stage, Stage::Thread(_)) {
