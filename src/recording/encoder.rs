@@ -213,7 +213,7 @@ impl<S: FrameSink> Encoder<S> {
             let interval = self.clock.interval_ms(Instant::now());
             self.push_closed(interval, "o", &tail);
         }
-        self.flush()?;
+        self.close_frame(false)?;
         self.frames.finish()
     }
 }

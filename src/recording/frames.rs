@@ -152,17 +152,7 @@ impl<S: FrameSink> Frames<S> {
     /// holds no more than one that never did.
     pub fn settle(&mut self) -> io::Result<()> {
         self.write_done(true)?;
-        if !std::mem::take(&mut self.flooding) && matches!(self.stage, Stage::Thread(_)) {
-            let Stage::Thread(Pipeline { jobs, thread, .. }) = std::mem::replace(&mut self.stage, Stage::Finished)
-            else {
-                return Ok(());
-            };
-            drop(jobs);
-            let mut compressor = thread.join().map_err(|_| io::Error::other("compression thread panicked"))??;
-            compressor.context = None;
-            self.stage = Stage::Inline { compressor, frame: Vec::new() };
-        }
-        Ok(())
+        if std::mem::take(&mut self.flooding) { Ok(()) } else { self.end_thread() }
     }
 
     /// Whether compression runs on a thread of its own (a flood is on).
@@ -173,13 +163,26 @@ impl<S: FrameSink> Frames<S> {
     /// Writes every frame handed over, waits for the compression thread to end, and hands
     /// back the sink (or the error that stopped compression).
     pub fn finish(&mut self) -> io::Result<S> {
-        self.settle()?;
-        let stage = std::mem::replace(&mut self.stage, Stage::Finished);
-        if let Stage::Thread(Pipeline { jobs, thread, .. }) = stage {
-            drop(jobs);
-            thread.join().map_err(|_| io::Error::other("compression thread panicked"))??;
-        }
+        self.write_done(true)?;
+        self.end_thread()?;
+        self.stage = Stage::Finished;
         self.sink.take().ok_or_else(finished)
+    }
+
+    /// Ends the compression thread, if there is one, once every frame handed over is
+    /// written; compression goes back inline, without the thread's large zstd context.
+    fn end_thread(&mut self) -> io::Result<()> {
+        if !matches!(self.stage, Stage::Thread(_)) {
+            return Ok(());
+        }
+        let Stage::Thread(Pipeline { jobs, thread, .. }) = std::mem::replace(&mut self.stage, Stage::Finished) else {
+            return Ok(());
+        };
+        drop(jobs);
+        let mut compressor = thread.join().map_err(|_| io::Error::other("compression thread panicked"))??;
+        compressor.context = None;
+        self.stage = Stage::Inline { compressor, frame: Vec::new() };
+        Ok(())
     }
 
     /// Writes the frames the compression thread has finished, in order; with `wait`, waits
