@@ -50,15 +50,3 @@ fn hardware_aes() -> bool {
         false
     }
 }
-
-/// Bytes read from a peer's socket at most per system call.
-const READ_BUFFER: usize = 64 * 1024;
-
-/// A connection's socket as russh should read it. russh reads every packet with two exact
-/// reads (its length, then the rest) straight from the stream: unbuffered, that is two or
-/// more `recv` calls per packet, each of which can find the socket empty and park the task.
-/// Buffered, one `recv` takes whatever has arrived, often several packets. Writes pass
-/// through (russh gathers them itself).
-pub fn buffered(socket: tokio::net::TcpStream) -> tokio::io::BufReader<tokio::net::TcpStream> {
-    tokio::io::BufReader::with_capacity(READ_BUFFER, socket)
-}

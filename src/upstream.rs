@@ -75,7 +75,7 @@ impl Upstream {
             let addr = resolve(&target.address).await.map_err(|e| unreachable(e.to_string()))?;
             let socket = tokio::net::TcpStream::connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
             let _ = socket.set_nodelay(true);
-            client::connect_stream(config, crate::ssh::buffered(socket), handler).await.map_err(|err| {
+            client::connect_stream(config, socket, handler).await.map_err(|err| {
                 let got = seen.lock().ok().and_then(|s| s.clone());
                 match (err, got) {
                     (russh::Error::UnknownKey, Some(got)) => UpstreamError::HostKeyMismatch {

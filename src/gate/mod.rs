@@ -78,7 +78,7 @@ impl Gate {
         peer: SocketAddr,
     ) {
         let handler = handler::GateHandler::new(self.clone(), peer);
-        match russh::server::run_stream(config, crate::ssh::buffered(socket), handler).await {
+        match russh::server::run_stream(config, socket, handler).await {
             Ok(running) => {
                 if let Err(err) = running.await {
                     tracing::debug!(%peer, "connection ended: {err}");
