@@ -59,6 +59,9 @@ pub struct RawMail {
     pub smtp_tls: Option<String>,
     pub smtp_username: Option<String>,
     pub smtp_password: Option<String>,
+    /// PEM file of the CA (or CAs) that signed the relay's certificate, trusted beside the
+    /// public roots: for an internal relay with a private CA.
+    pub smtp_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +157,8 @@ pub struct SmtpConfig {
     pub port: u16,
     pub tls: SmtpTls,
     pub credentials: Option<(String, crate::keys::Secret<String>)>,
+    /// Extra trusted CA certificates (PEM), read when the configuration is loaded.
+    pub ca: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +237,7 @@ impl Config {
             return Err(invalid(format!("upstream.connect_timeout_secs: {connect_secs} is not within 1..=300")));
         }
         let policy = policy_config(&raw.policy).map_err(invalid)?;
-        let mail = mail_config(&raw.mail, &data_dir).map_err(invalid)?;
+        let mail = mail_config(&raw.mail, &data_dir, &base).map_err(invalid)?;
         Ok(Config {
             policy,
             mail,
@@ -281,7 +286,7 @@ fn policy_config(raw: &RawPolicy) -> Result<PolicyConfig, String> {
     })
 }
 
-fn mail_config(raw: &RawMail, data_dir: &Path) -> Result<MailConfig, String> {
+fn mail_config(raw: &RawMail, data_dir: &Path, base: &Path) -> Result<MailConfig, String> {
     let from = raw.from.clone().unwrap_or_else(|| "chaperone@localhost".to_string());
     if !from.contains('@') || from.contains(char::is_whitespace) {
         return Err(format!("mail.from: {from:?} is not an e-mail address"));
@@ -306,7 +311,20 @@ fn mail_config(raw: &RawMail, data_dir: &Path) -> Result<MailConfig, String> {
                 (None, None) => None,
                 _ => return Err("mail.smtp_username and mail.smtp_password go together".into()),
             };
-            MailTransport::Smtp(SmtpConfig { host, port, tls, credentials })
+            let ca = match &raw.smtp_ca {
+                None => None,
+                Some(_) if tls == SmtpTls::None => {
+                    return Err("mail.smtp_ca needs smtp_tls \"starttls\" or \"tls\"".into());
+                }
+                Some(path) => {
+                    let path = base.join(path);
+                    let pem = std::fs::read(&path)
+                        .map_err(|e| format!("mail.smtp_ca: cannot read {}: {e}", path.display()))?;
+                    crate::notify::check_ca(&pem).map_err(|e| format!("mail.smtp_ca: {}: {e}", path.display()))?;
+                    Some(pem)
+                }
+            };
+            MailTransport::Smtp(SmtpConfig { host, port, tls, credentials, ca })
         }
         other => return Err(format!("mail.transport: {other:?} is not one of outbox, smtp")),
     };
@@ -377,5 +395,22 @@ mod tests {
         assert!(err.to_string().contains("line 2"), "{err}");
         let err = Config::from_toml(Path::new("/x/c.toml"), "[recording]\nzstd_level = 40\n").unwrap_err();
         assert!(err.to_string().contains("zstd_level"), "{err}");
+    }
+
+    #[test]
+    fn a_relay_ca_is_read_and_checked_when_the_config_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("chaperone.toml");
+        let smtp = |extra: &str| {
+            format!("[mail]\ntransport = \"smtp\"\nsmtp_host = \"mail.example\"\nsmtp_ca = \"ca.pem\"\n{extra}")
+        };
+        let err = Config::from_toml(&config, &smtp("")).unwrap_err().to_string();
+        assert!(err.contains("mail.smtp_ca: cannot read") && err.contains("ca.pem"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        std::fs::write(dir.path().join("ca.pem"), "not a certificate\n").unwrap();
+        let err = Config::from_toml(&config, &smtp("")).unwrap_err().to_string();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let err = Config::from_toml(&config, &smtp("smtp_tls = \"none\"\n")).unwrap_err().to_string();
+        assert!(err.contains("needs smtp_tls"), "{err}");
     }
 }

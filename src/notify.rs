@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{MailConfig, MailTransport, SmtpTls};
@@ -139,6 +140,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Sends the kept copy at `copy` to `recipients` with the configured transport.
+/// Checks that `pem` holds at least one certificate usable as a trust anchor for the relay.
+pub fn check_ca(pem: &[u8]) -> Result<(), String> {
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err("no PEM certificate in it".into());
+    }
+    Certificate::from_pem(pem).map(|_| ()).map_err(|e| e.to_string())
+}
+
 pub async fn deliver(config: &MailConfig, copy: &Path, recipients: &[String]) -> Result<(), String> {
     let bytes = std::fs::read(copy).map_err(|e| format!("cannot read {}: {e}", copy.display()))?;
     match &config.transport {
@@ -174,6 +183,17 @@ pub async fn deliver(config: &MailConfig, copy: &Path, recipients: &[String]) ->
                 }
             };
             let mut builder = builder.port(smtp.port).timeout(Some(Duration::from_secs(30)));
+            if let Some(pem) = &smtp.ca {
+                let ca = Certificate::from_pem(pem).map_err(|e| format!("mail.smtp_ca: {e}"))?;
+                let params = TlsParameters::builder(smtp.host.clone())
+                    .add_root_certificate(ca)
+                    .build_rustls()
+                    .map_err(|e| format!("smtp {}: {e}", smtp.host))?;
+                builder = builder.tls(match smtp.tls {
+                    SmtpTls::Implicit => Tls::Wrapper(params),
+                    _ => Tls::Required(params),
+                });
+            }
             if let Some((user, password)) = &smtp.credentials {
                 builder = builder.credentials(Credentials::new(user.clone(), password.expose().clone()));
             }

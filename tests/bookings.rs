@@ -393,6 +393,72 @@ fn confirmation_goes_through_a_real_smtp_server_with_retries() {
     assert!(w.bastion.dir.join("data/mail/B-1/open.eml").exists());
 }
 
+/// A private CA and a certificate it signed for a relay at 127.0.0.1, made with openssl.
+fn private_ca(dir: &std::path::Path) {
+    let run = |args: &str| {
+        let out = Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(dir)
+            .output()
+            .expect("openssl (scripts/test installs it)");
+        assert!(out.status.success(), "openssl {args}: {}", stderr(&out));
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    run(&format!("req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=relay-ca"));
+    run(&format!("req {ec} -keyout relay.key -out relay.csr -subj /CN=127.0.0.1"));
+    let ext = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+    std::fs::write(dir.join("relay.ext"), ext).unwrap();
+    run("x509 -req -in relay.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out relay.pem -days 2 -extfile relay.ext");
+}
+
+#[test]
+fn confirmation_goes_over_starttls_to_a_relay_signed_by_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    private_ca(certs.path());
+    let port = free_port();
+    let maildir = certs.path().join("maildir");
+    // The relay insists on STARTTLS before it takes a message.
+    let mut server = Command::new("/usr/bin/python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&maildir)
+        .arg("--tlscert")
+        .arg(certs.path().join("relay.pem"))
+        .arg("--tlskey")
+        .arg(certs.path().join("relay.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3-aiosmtpd (scripts/test installs it)");
+    wait_for_port(port, "aiosmtpd");
+    let config = format!(
+        "[policy]\nrequire_acknowledgements = false\nrequire_supervisor = false\n\n[mail]\ntransport = \"smtp\"\n\
+         from = \"chaperone@provider.example\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsmtp_tls = \"starttls\"\n"
+    );
+    let mut w = World::bare(&config);
+
+    // Without the CA the relay's certificate is not trusted: nothing is sent in clear.
+    w.book_now("erp01", &w.account);
+    w.eventually("a failed delivery", || w.bastion.ok(&["audit"]).contains("mail.failed"));
+    assert!(w.bastion.log().contains("certificate"), "{}", w.bastion.log());
+    assert!(!maildir.join("new").exists() || std::fs::read_dir(maildir.join("new")).unwrap().next().is_none());
+
+    // With the CA configured, the retry goes through.
+    w.bastion.signal(libc::SIGTERM);
+    assert!(w.bastion.wait(Duration::from_secs(20)).success());
+    let mut text = std::fs::read_to_string(&w.bastion.config).unwrap();
+    text.push_str(&format!("smtp_ca = \"{}\"\n", certs.path().join("ca.pem").display()));
+    std::fs::write(&w.bastion.config, text).unwrap();
+    w.bastion.start();
+    w.bastion.set_clock("2026-12-03T10:05:00+01:00");
+    w.eventually("the mail to be sent", || w.bastion.ok(&["audit"]).contains("mail.sent"));
+    let _ = server.kill();
+    let _ = server.wait();
+    let delivered: Vec<_> = std::fs::read_dir(maildir.join("new")).unwrap().flatten().collect();
+    assert_eq!(delivered.len(), 1);
+    let parsed = parse_mail(&std::fs::read_to_string(delivered[0].path()).unwrap());
+    assert!(parsed.contains("SUBJECT Access enabled: acme on erp01 (B-1)"), "{parsed}");
+}
+
 #[test]
 fn audit_verify_finds_an_entry_edited_in_the_database() {
     let w = World::new();
