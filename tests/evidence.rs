@@ -240,3 +240,63 @@ fn chromium_dom(url: &str) -> String {
     assert!(out.status.success(), "chromium failed: {}", stderr(&out));
     stdout(&out)
 }
+
+/// Runs `cmd` to its end and returns its exit status and peak resident memory in KiB
+/// (from `wait4`, for this child alone).
+fn run_measured(mut cmd: Command) -> (i32, i64) {
+    // Reaped by wait4 below, not by `Child::wait`, which does not report the memory.
+    let pid = cmd.spawn().unwrap().id() as i32;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid, "wait4");
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+#[test]
+fn a_bundle_of_a_large_session_is_written_in_bounded_memory() {
+    let w = World::new();
+    // ~48 MB of output: the recordings, the transcript and the page grow with it.
+    let lines = 600_000;
+    let script = format!(
+        "for i in $(seq 1 {lines}); do echo \"line $i of a long log: invoice batch processed, Größe ok\"; done"
+    );
+    let out = w.vendor.ssh(&w.bastion, "acme:erp01").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let folder = w.folder(&id);
+    w.eventually("the final seal", || {
+        std::fs::read_to_string(folder.join("seal")).unwrap_or_default().contains(" audit.jsonl ")
+    });
+
+    // A zip to a file, and a tar to standard output (as over ssh).
+    let zip = w.path("large.zip");
+    let mut cmd = w.bastion.command();
+    cmd.args(["recordings", "export", &id, "--bundle", zip.to_str().unwrap()]).stderr(std::process::Stdio::null());
+    let (code, zip_kb) = run_measured(cmd);
+    assert_eq!(code, 0);
+    let tar = w.path("large.tar");
+    let mut cmd = w.bastion.command();
+    cmd.args(["recordings", "export", &id, "--bundle", "-"])
+        .stdout(std::fs::File::create(&tar).unwrap())
+        .stderr(std::process::Stdio::null());
+    let (code, tar_kb) = run_measured(cmd);
+    assert_eq!(code, 0);
+    for (kind, kb) in [("zip", zip_kb), ("tar", tar_kb)] {
+        assert!(kb < 64 * 1024, "writing the {kind} bundle took {kb} KiB");
+    }
+
+    // Complete: the transcript has every line, the page every recording.
+    for bundle in [&zip, &tar] {
+        let unpacked = w.path(&format!("unpacked-{}", bundle.extension().unwrap().to_str().unwrap()));
+        unpack(bundle, &unpacked);
+        let root = unpacked.join(format!("chaperone-{id}"));
+        let transcript = std::fs::read_to_string(root.join("transcript.txt")).unwrap();
+        let output = transcript.split("--- Output ---\n").nth(1).unwrap();
+        assert_eq!(output.lines().filter(|l| l.contains("of a long log")).count(), lines);
+        assert!(output.contains(&format!("line {lines} of a long log: invoice batch processed, Größe ok")));
+        let page = std::fs::read_to_string(root.join("player.html")).unwrap();
+        assert_eq!(page.matches("class=\"cast\"").count(), 1);
+        assert!(page.contains("</html>"));
+    }
+}

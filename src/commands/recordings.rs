@@ -62,9 +62,8 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                     continue;
                 }
                 for path in recording::cast_files(Path::new(&s.folder)) {
-                    let text::Text { output, typed, .. } = text::read(CastReader::open(&path)?);
-                    for (kind, lines) in [("output", output), ("typed", typed)] {
-                        for line in lines.iter().filter(|l| l.text.to_lowercase().contains(&needle)) {
+                    let mut show = |kind: &str, line: &text::Line| {
+                        if line.text.to_lowercase().contains(&needle) {
                             found += 1;
                             say!(
                                 out,
@@ -76,7 +75,13 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                                 line.text
                             );
                         }
-                    }
+                    };
+                    // Output lines are matched as they are read, not all held at once.
+                    let Ok(notes) = text::read_with(CastReader::open(&path)?, |line| {
+                        show("output", &line);
+                        Ok::<(), std::convert::Infallible>(())
+                    });
+                    notes.typed.iter().for_each(|line| show("typed", line));
                 }
             }
             if found == 0 {
@@ -185,9 +190,7 @@ fn write_bundle(
         );
     }
     if to_stdout {
-        let mut buffer = std::io::Cursor::new(Vec::new());
-        bundle::write(folder, key, archive, &mut buffer)?;
-        out.write_all(buffer.get_ref())?;
+        bundle::write_tar(folder, key, &mut *out)?;
         out.flush()?;
         return Ok(());
     }

@@ -15,7 +15,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use russh::keys::PublicKey;
 use serde_json::Value;
 
@@ -61,61 +60,133 @@ pub enum BundleError {
     Write(String),
 }
 
-/// One file of the bundle: its path inside the archive and its bytes.
+/// One file of the bundle: its path inside the archive and where its bytes are. What may
+/// be large (the recordings, the transcript and the page that embeds the recordings) is
+/// copied from a file, never held in memory whole.
 struct Entry {
     name: String,
-    bytes: Vec<u8>,
+    source: Source,
 }
 
-/// Writes the bundle of the session folder `folder` to `out`.
+enum Source {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+impl Entry {
+    fn bytes(name: String, bytes: Vec<u8>) -> Entry {
+        Entry { name, source: Source::Bytes(bytes) }
+    }
+
+    fn file(name: String, path: PathBuf) -> Entry {
+        Entry { name, source: Source::File(path) }
+    }
+
+    fn copy_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        match &self.source {
+            Source::Bytes(bytes) => out.write_all(bytes),
+            Source::File(path) => std::io::copy(&mut std::fs::File::open(path)?, out).map(|_| ()),
+        }
+    }
+}
+
+/// Writes a generated file into `spool` through a buffer and returns its path.
+fn spooled(
+    spool: &Path,
+    name: &str,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), BundleError>,
+) -> Result<PathBuf, BundleError> {
+    let path = spool.join(name);
+    let file = std::fs::File::create(&path).map_err(|e| BundleError::Write(format!("{}: {e}", path.display())))?;
+    let mut out = std::io::BufWriter::new(file);
+    write(&mut out)?;
+    out.flush().map_err(|e| BundleError::Write(format!("{}: {e}", path.display())))?;
+    Ok(path)
+}
+
+/// Writes the bundle of the session folder `folder` to `out`, a file (a zip seeks).
 pub fn write(
     folder: &Path,
     key: &PublicKey,
     archive: Archive,
     out: impl Write + std::io::Seek,
 ) -> Result<(), BundleError> {
-    if PLAYER_JS.is_empty() {
-        return Err(BundleError::NoPlayer(PLAYER_MISSING));
-    }
-    let id = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "session".into());
-    let root = format!("chaperone-{id}");
-    let key_line = key.to_openssh().map_err(|e| BundleError::Write(e.to_string()))?;
-    let fingerprint = crate::keys::fingerprint(key);
-    let meta = session_json(folder);
-    let mut entries = vec![
-        Entry { name: format!("{root}/README.txt"), bytes: readme(&id, &fingerprint, &meta).into_bytes() },
-        Entry { name: format!("{root}/player.html"), bytes: player_html(folder, &id, &meta)?.into_bytes() },
-        Entry { name: format!("{root}/transcript.txt"), bytes: transcript(folder, &id, &meta)?.into_bytes() },
-        Entry { name: format!("{root}/signing_ed25519.pub"), bytes: format!("{key_line}\n").into_bytes() },
-    ];
-    let files = evidence_files(folder).map_err(|source| BundleError::Read { path: folder.to_path_buf(), source })?;
-    for (name, _) in files {
-        let path = folder.join(&name);
-        let bytes = std::fs::read(&path).map_err(|source| BundleError::Read { path, source })?;
-        entries.push(Entry { name: format!("{root}/{id}/{name}"), bytes });
-    }
+    let bundle = Prepared::new(folder, key)?;
     let written = match archive {
-        Archive::Tar => write_tar(&entries, out).map_err(|e| e.to_string()),
-        Archive::Zip => write_zip(&entries, out).map_err(|e| e.to_string()),
+        Archive::Tar => tar_entries(&bundle.entries, out).map_err(|e| e.to_string()),
+        Archive::Zip => zip_entries(&bundle.entries, out).map_err(|e| e.to_string()),
     };
     written.map_err(BundleError::Write)
 }
 
-fn write_tar(entries: &[Entry], out: impl Write) -> std::io::Result<()> {
+/// Writes the bundle as a tar to `out` as it goes (standard output, over ssh).
+pub fn write_tar(folder: &Path, key: &PublicKey, out: impl Write) -> Result<(), BundleError> {
+    let bundle = Prepared::new(folder, key)?;
+    tar_entries(&bundle.entries, out).map_err(|e| BundleError::Write(e.to_string()))
+}
+
+/// The bundle's files, with the generated ones that grow with the recording (the page
+/// and the transcript) written to a temporary folder that lives as long as this.
+struct Prepared {
+    entries: Vec<Entry>,
+    _spool: tempfile::TempDir,
+}
+
+impl Prepared {
+    fn new(folder: &Path, key: &PublicKey) -> Result<Prepared, BundleError> {
+        if PLAYER_JS.is_empty() {
+            return Err(BundleError::NoPlayer(PLAYER_MISSING));
+        }
+        let id = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "session".into());
+        let root = format!("chaperone-{id}");
+        let key_line = key.to_openssh().map_err(|e| BundleError::Write(e.to_string()))?;
+        let fingerprint = crate::keys::fingerprint(key);
+        let meta = session_json(folder);
+        let spool = tempfile::tempdir().map_err(|e| BundleError::Write(format!("a temporary folder: {e}")))?;
+        let player = spooled(spool.path(), "player.html", |out| player_html(folder, &id, &meta, out))?;
+        let transcript = spooled(spool.path(), "transcript.txt", |out| transcript(folder, &id, &meta, out))?;
+        let mut entries = vec![
+            Entry::bytes(format!("{root}/README.txt"), readme(&id, &fingerprint, &meta).into_bytes()),
+            Entry::file(format!("{root}/player.html"), player),
+            Entry::file(format!("{root}/transcript.txt"), transcript),
+            Entry::bytes(format!("{root}/signing_ed25519.pub"), format!("{key_line}\n").into_bytes()),
+        ];
+        let files =
+            evidence_files(folder).map_err(|source| BundleError::Read { path: folder.to_path_buf(), source })?;
+        for (name, _) in files {
+            entries.push(Entry::file(format!("{root}/{id}/{name}"), folder.join(&name)));
+        }
+        Ok(Prepared { entries, _spool: spool })
+    }
+}
+
+fn tar_entries(entries: &[Entry], out: impl Write) -> std::io::Result<()> {
     let mut tar = tar::Builder::new(out);
     let mtime = chrono::Utc::now().timestamp().max(0) as u64;
     for e in entries {
         let mut header = tar::Header::new_ustar();
-        header.set_size(e.bytes.len() as u64);
         header.set_mode(0o644);
         header.set_mtime(mtime);
         header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, &e.name, &e.bytes[..])?;
+        match &e.source {
+            Source::Bytes(bytes) => {
+                header.set_size(bytes.len() as u64);
+                tar.append_data(&mut header, &e.name, &bytes[..])?;
+            }
+            Source::File(path) => {
+                // The length read once: a file still growing (a live session's
+                // recording) is taken up to it, as the header says.
+                let file = std::fs::File::open(path)?;
+                let len = file.metadata()?.len();
+                header.set_size(len);
+                tar.append_data(&mut header, &e.name, std::io::Read::take(file, len))?;
+            }
+        }
     }
     tar.into_inner()?.flush()
 }
 
-fn write_zip(entries: &[Entry], out: impl Write + std::io::Seek) -> zip::result::ZipResult<()> {
+fn zip_entries(entries: &[Entry], out: impl Write + std::io::Seek) -> zip::result::ZipResult<()> {
     let mut zip = zip::ZipWriter::new(out);
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
@@ -125,7 +196,7 @@ fn write_zip(entries: &[Entry], out: impl Write + std::io::Seek) -> zip::result:
         let options =
             if e.name.ends_with(".zst") { options.compression_method(zip::CompressionMethod::Stored) } else { options };
         zip.start_file(e.name.as_str(), options)?;
-        zip.write_all(&e.bytes)?;
+        e.copy_to(&mut zip)?;
     }
     zip.finish()?.flush()?;
     Ok(())
@@ -164,30 +235,38 @@ fn facts(meta: &Value) -> Vec<(&'static str, String)> {
 }
 
 /// The plain-text transcript: per channel, the commands typed, the markers and the
-/// output lines (escape sequences removed), each with its offset from the start.
-pub fn transcript(folder: &Path, id: &str, meta: &Value) -> Result<String, RecordingError> {
-    let mut t = format!("Transcript of chaperone session {id}\n\n");
+/// output lines (escape sequences removed), each with its offset from the start. Two
+/// passes per recording: the first keeps the (small) typed commands and markers, the
+/// second streams the output.
+fn transcript(folder: &Path, id: &str, meta: &Value, out: &mut dyn Write) -> Result<(), BundleError> {
+    let failed = |e: std::io::Error| BundleError::Write(format!("transcript: {e}"));
+    let mut head = format!("Transcript of chaperone session {id}\n\n");
     for (name, value) in facts(meta) {
-        t.push_str(&format!("{:<16}{value}\n", format!("{name}:")));
+        head.push_str(&format!("{:<16}{value}\n", format!("{name}:")));
     }
-    t.push_str(
+    head.push_str(
         "\nTimes are offsets from the start of each recording (HH:MM:SS). This text is derived from\n\
          the recordings for reading; the sealed recordings in the session folder are the evidence.\n",
     );
+    out.write_all(head.as_bytes()).map_err(failed)?;
     for (n, path) in cast_files(folder).iter().enumerate() {
         let reader = CastReader::open(path)?;
         let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         let command = reader.header.command.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
-        t.push_str(&format!("\n=== Channel {} ({file}){command} ===\n", n + 1));
-        let text = text::read(reader);
-        for (title, lines) in [("Commands typed", text.typed), ("Markers", text.markers), ("Output", text.output)] {
-            t.push_str(&format!("\n--- {title} ---\n"));
-            for line in lines {
-                t.push_str(&format!("{}  {}\n", clock(line.time_ms), line.text));
-            }
+        writeln!(out, "\n=== Channel {} ({file}){command} ===", n + 1).map_err(failed)?;
+        let Ok(notes) = text::read_with(reader, |_| Ok::<(), std::convert::Infallible>(()));
+        for (title, lines) in [("Commands typed", notes.typed), ("Markers", notes.markers)] {
+            writeln!(out, "\n--- {title} ---").map_err(failed)?;
+            lines
+                .iter()
+                .try_for_each(|line| writeln!(out, "{}  {}", clock(line.time_ms), line.text))
+                .map_err(failed)?;
         }
+        writeln!(out, "\n--- Output ---").map_err(failed)?;
+        text::read_with(CastReader::open(path)?, |line| writeln!(out, "{}  {}", clock(line.time_ms), line.text))
+            .map_err(failed)?;
     }
-    Ok(t)
+    Ok(())
 }
 
 fn readme(id: &str, fingerprint: &str, meta: &Value) -> String {
@@ -262,64 +341,85 @@ machine with chaperone: `chaperone replay {id}`; with asciinema:
 }
 
 /// The offline player: the page template with the player's JS and CSS, the session's
-/// facts and plan, and every channel's recording gzip-compressed in base64.
-fn player_html(folder: &Path, id: &str, meta: &Value) -> Result<String, BundleError> {
+/// facts and plan, and every channel's recording gzip-compressed in base64, encoded on
+/// the way out.
+fn player_html(folder: &Path, id: &str, meta: &Value, out: &mut dyn Write) -> Result<(), BundleError> {
     let plan = std::fs::read_to_string(folder.join("plan.md")).unwrap_or_else(|_| "(no plan.md in the folder)".into());
     let mut facts_html = String::new();
     for (name, value) in facts(meta) {
         facts_html.push_str(&format!("<dt>{}</dt><dd>{}</dd>\n", name, escape_html(&value)));
     }
-    let mut casts = String::new();
-    for (n, path) in cast_files(folder).iter().enumerate() {
-        let mut reader = CastReader::open(path)?;
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        export::write_asciicast(&mut reader, export::Format::V3, &mut gz)
-            .map_err(|e| BundleError::Write(e.to_string()))?;
-        let bytes = gz.finish().map_err(|e| BundleError::Write(e.to_string()))?;
-        let label = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        casts.push_str(&format!(
-            "<script type=\"application/gzip;base64\" class=\"cast\" data-label=\"Channel {} ({})\">{}</script>\n",
-            n + 1,
-            escape_html(&label),
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        ));
-    }
     let css = PLAYER_CSS.replace("</style", "<\\/style");
     let js = PLAYER_JS.replace("</script", "<\\/script");
-    Ok(fill(
-        PAGE,
-        &[
-            ("ID", &escape_html(id)),
-            ("FACTS", &facts_html),
-            ("PLAN", &escape_html(&plan)),
-            ("CASTS", &casts),
-            ("PLAYER_CSS", &css),
-            ("PLAYER_JS", &js),
-        ],
-    ))
+    let values = [
+        ("ID", escape_html(id)),
+        ("FACTS", facts_html),
+        ("PLAN", escape_html(&plan)),
+        ("PLAYER_CSS", css),
+        ("PLAYER_JS", js),
+    ];
+    // Opened first, so that a recording that cannot be read fails the bundle as such.
+    let mut readers = cast_files(folder).iter().map(|path| CastReader::open(path)).collect::<Result<Vec<_>, _>>()?;
+    fill(PAGE, out, &mut |name, out| {
+        if name == "CASTS" {
+            return casts(&mut readers, out).map(|()| true);
+        }
+        match values.iter().find(|(k, _)| *k == name) {
+            Some((_, value)) => out.write_all(value.as_bytes()).map(|()| true),
+            None => Ok(false),
+        }
+    })
+    .map_err(|e| BundleError::Write(format!("player.html: {e}")))
 }
 
-/// Replaces each `{{NAME}}` of the template in one pass, so that a value containing a
-/// placeholder (a plan mentioning `{{CASTS}}`) stays as it is.
-fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>());
+/// Each channel's recording as asciicast v3, gzip-compressed and base64-encoded into a
+/// `<script>` element.
+fn casts(readers: &mut [CastReader], out: &mut dyn Write) -> std::io::Result<()> {
+    for (n, reader) in readers.iter_mut().enumerate() {
+        let label = reader.path().file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let open = format!(
+            "<script type=\"application/gzip;base64\" class=\"cast\" data-label=\"Channel {} ({})\">",
+            n + 1,
+            escape_html(&label)
+        );
+        out.write_all(open.as_bytes())?;
+        {
+            let mut base64 = base64::write::EncoderWriter::new(&mut *out, &base64::engine::general_purpose::STANDARD);
+            let mut gz = flate2::write::GzEncoder::new(&mut base64, flate2::Compression::default());
+            export::write_asciicast(reader, export::Format::V3, &mut gz)?;
+            gz.finish()?;
+            base64.finish()?;
+        }
+        out.write_all(b"</script>\n")?;
+    }
+    Ok(())
+}
+
+/// Writes the template with each `{{NAME}}` replaced by what `value` writes for it (it
+/// returns false for a name it does not know, which stays as it is), in one pass, so that
+/// a value containing a placeholder (a plan mentioning `{{CASTS}}`) stays as it is.
+fn fill(
+    template: &str,
+    out: &mut dyn Write,
+    value: &mut dyn FnMut(&str, &mut dyn Write) -> std::io::Result<bool>,
+) -> std::io::Result<()> {
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
+        out.write_all(&rest.as_bytes()[..start])?;
         let after = &rest[start + 2..];
-        match after.find("}}").and_then(|end| values.iter().find(|(k, _)| *k == &after[..end]).map(|(_, v)| (end, v))) {
-            Some((end, value)) => {
-                out.push_str(value);
-                rest = &after[end + 2..];
-            }
+        let filled = match after.find("}}") {
+            Some(end) if value(&after[..end], out)? => Some(end),
+            _ => None,
+        };
+        match filled {
+            Some(end) => rest = &after[end + 2..],
             None => {
-                out.push_str("{{");
+                out.write_all(b"{{")?;
                 rest = after;
             }
         }
     }
-    out.push_str(rest);
-    out
+    out.write_all(rest.as_bytes())
 }
 
 fn escape_html(s: &str) -> String {
@@ -347,7 +447,13 @@ mod tests {
         assert_eq!(Archive::from_path(Path::new("x.tar")), Some(Archive::Tar));
         assert_eq!(Archive::from_path(Path::new("x.zip")), Some(Archive::Zip));
         assert_eq!(Archive::from_path(Path::new("x.tgz")), None);
-        let page = fill("a {{X}} b {{Y}} {{Z}} {{", &[("X", "{{Y}}"), ("Y", "y")]);
-        assert_eq!(page, "a {{Y}} b y {{Z}} {{");
+        let mut page = Vec::new();
+        fill("a {{X}} b {{Y}} {{Z}} {{", &mut page, &mut |name, out| match name {
+            "X" => out.write_all(b"{{Y}}").map(|()| true),
+            "Y" => out.write_all(b"y").map(|()| true),
+            _ => Ok(false),
+        })
+        .unwrap();
+        assert_eq!(String::from_utf8(page).unwrap(), "a {{Y}} b y {{Z}} {{");
     }
 }

@@ -46,29 +46,35 @@ pub fn strip_escapes(text: &str, out: &mut String) {
     }
 }
 
-/// What a recording says as text, from one pass over its events.
+/// The typed commands and markers of a recording: small beside its output.
 #[derive(Debug, Default)]
-pub struct Text {
-    /// Output lines (`o` events) with escapes removed.
-    pub output: Vec<Line>,
+pub struct Notes {
     /// The command lines typed (`i` events), see [`typed_commands`].
     pub typed: Vec<Line>,
     /// The markers (`m` events) with their labels.
     pub markers: Vec<Line>,
 }
 
-/// Output lines, typed commands and markers, decoding the recording once.
-pub fn read(events: impl Iterator<Item = CastEvent>) -> Text {
+/// One pass that hands each output line to `each` as it completes and keeps only the
+/// typed commands and markers: a recording's output may be larger than memory should hold.
+pub fn read_with<E>(
+    events: impl Iterator<Item = CastEvent>,
+    mut each: impl FnMut(Line) -> Result<(), E>,
+) -> Result<Notes, E> {
     let (mut output, mut typed, mut markers) = (OutputLines::default(), TypedLines::default(), Vec::new());
     for e in events {
         match e.code.as_str() {
-            "o" => output.push(&e),
+            "o" => {
+                output.push(&e);
+                output.lines.drain(..).try_for_each(&mut each)?;
+            }
             "i" => typed.push(&e),
             "m" => markers.push(Line { time_ms: e.time_ms, text: e.data }),
             _ => {}
         }
     }
-    Text { output: output.finish(), typed: typed.lines, markers }
+    output.finish().into_iter().try_for_each(&mut each)?;
+    Ok(Notes { typed: typed.lines, markers })
 }
 
 /// The command lines typed (`i` events): Enter ends a line; backspace removes a
@@ -216,7 +222,11 @@ mod tests {
     fn output_lines_lose_escapes() {
         let events =
             vec![ev(10, "o", "\u{1b}[1;31mred\u{1b}[0m text\r\nnext "), ev(20, "o", "line\u{1b}]0;title\u{7}\n")];
-        let lines = read(events.into_iter()).output;
+        let mut lines = Vec::new();
+        let Ok(_) = read_with(events.into_iter(), |line| {
+            lines.push(line);
+            Ok::<(), std::convert::Infallible>(())
+        });
         let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, vec!["red text", "next line"]);
         assert_eq!(clock(3_723_000), "01:02:03");
