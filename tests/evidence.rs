@@ -255,7 +255,7 @@ fn run_measured(mut cmd: Command) -> (i32, i64) {
 #[test]
 fn a_bundle_of_a_large_session_is_written_in_bounded_memory() {
     let w = World::new();
-    // ~48 MB of output: the recordings, the transcript and the page grow with it.
+    // ~38 MB of output: the recordings, the transcript and the page grow with it.
     let lines = 600_000;
     let script = format!(
         "for i in $(seq 1 {lines}); do echo \"line $i of a long log: invoice batch processed, Größe ok\"; done"
