@@ -85,9 +85,14 @@ impl Entry {
     fn copy_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
         match &self.source {
             Source::Bytes(bytes) => out.write_all(bytes),
-            Source::File(path) => std::io::copy(&mut std::fs::File::open(path)?, out).map(|_| ()),
+            Source::File(path) => std::io::copy(&mut open(path)?, out).map(|_| ()),
         }
     }
+}
+
+/// Opens a file to copy into the archive; an error names it.
+fn open(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 /// Writes a generated file into `spool` through a buffer and returns its path.
@@ -176,7 +181,7 @@ fn tar_entries(entries: &[Entry], out: impl Write) -> std::io::Result<()> {
             Source::File(path) => {
                 // The length read once: a file still growing (a live session's
                 // recording) is taken up to it, as the header says.
-                let file = std::fs::File::open(path)?;
+                let file = open(path)?;
                 let len = file.metadata()?.len();
                 header.set_size(len);
                 tar.append_data(&mut header, &e.name, std::io::Read::take(file, len))?;
@@ -358,11 +363,15 @@ fn player_html(folder: &Path, id: &str, meta: &Value, out: &mut dyn Write) -> Re
         ("PLAYER_CSS", css),
         ("PLAYER_JS", js),
     ];
-    // Opened first, so that a recording that cannot be read fails the bundle as such.
-    let mut readers = cast_files(folder).iter().map(|path| CastReader::open(path)).collect::<Result<Vec<_>, _>>()?;
+    // Each opened once first, so that a recording that cannot be read fails the bundle as
+    // such; then one at a time as the page is written.
+    let paths = cast_files(folder);
+    for path in &paths {
+        CastReader::open(path)?;
+    }
     fill(PAGE, out, &mut |name, out| {
         if name == "CASTS" {
-            return casts(&mut readers, out).map(|()| true);
+            return casts(&paths, out).map(|()| true);
         }
         match values.iter().find(|(k, _)| *k == name) {
             Some((_, value)) => out.write_all(value.as_bytes()).map(|()| true),
@@ -374,9 +383,10 @@ fn player_html(folder: &Path, id: &str, meta: &Value, out: &mut dyn Write) -> Re
 
 /// Each channel's recording as asciicast v3, gzip-compressed and base64-encoded into a
 /// `<script>` element.
-fn casts(readers: &mut [CastReader], out: &mut dyn Write) -> std::io::Result<()> {
-    for (n, reader) in readers.iter_mut().enumerate() {
-        let label = reader.path().file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+fn casts(paths: &[PathBuf], out: &mut dyn Write) -> std::io::Result<()> {
+    for (n, path) in paths.iter().enumerate() {
+        let mut reader = CastReader::open(path).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let label = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         let open = format!(
             "<script type=\"application/gzip;base64\" class=\"cast\" data-label=\"Channel {} ({})\">",
             n + 1,
@@ -386,7 +396,7 @@ fn casts(readers: &mut [CastReader], out: &mut dyn Write) -> std::io::Result<()>
         {
             let mut base64 = base64::write::EncoderWriter::new(&mut *out, &base64::engine::general_purpose::STANDARD);
             let mut gz = flate2::write::GzEncoder::new(&mut base64, flate2::Compression::default());
-            export::write_asciicast(reader, export::Format::V3, &mut gz)?;
+            export::write_asciicast(&mut reader, export::Format::V3, &mut gz)?;
             gz.finish()?;
             base64.finish()?;
         }
