@@ -411,6 +411,46 @@ fn private_ca(dir: &std::path::Path) {
     run("x509 -req -in relay.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out relay.pem -days 2 -extfile relay.ext");
 }
 
+/// aiosmtpd on `port` with the certificate from [`private_ca`] (`--tlscert`/`--tlskey`
+/// for STARTTLS, `--smtpscert`/`--smtpskey` for TLS from the first byte), delivering into
+/// `dir/maildir`.
+fn tls_relay(dir: &std::path::Path, port: u16, cert: &str, key: &str) -> std::process::Child {
+    let server = Command::new("/usr/bin/python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(dir.join("maildir"))
+        .arg(cert)
+        .arg(dir.join("relay.pem"))
+        .arg(key)
+        .arg(dir.join("relay.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3-aiosmtpd (scripts/test installs it)");
+    wait_for_port(port, "aiosmtpd");
+    server
+}
+
+#[test]
+fn confirmation_goes_over_implicit_tls_to_a_relay_signed_by_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    private_ca(certs.path());
+    let port = free_port();
+    let mut server = tls_relay(certs.path(), port, "--smtpscert", "--smtpskey");
+    let config = format!(
+        "[policy]\nrequire_acknowledgements = false\nrequire_supervisor = false\n\n[mail]\ntransport = \"smtp\"\n\
+         from = \"chaperone@provider.example\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsmtp_tls = \"tls\"\n\
+         smtp_ca = \"{}\"\n",
+        certs.path().join("ca.pem").display()
+    );
+    let w = World::bare(&config);
+    w.book_now("erp01", &w.account);
+    w.eventually("the mail to be sent", || w.bastion.ok(&["audit"]).contains("mail.sent"));
+    let _ = server.kill();
+    let _ = server.wait();
+    let delivered: Vec<_> = std::fs::read_dir(certs.path().join("maildir/new")).unwrap().flatten().collect();
+    assert_eq!(delivered.len(), 1);
+}
+
 #[test]
 fn confirmation_goes_over_starttls_to_a_relay_signed_by_a_private_ca() {
     let certs = tempfile::tempdir().unwrap();
@@ -418,18 +458,7 @@ fn confirmation_goes_over_starttls_to_a_relay_signed_by_a_private_ca() {
     let port = free_port();
     let maildir = certs.path().join("maildir");
     // The relay insists on STARTTLS before it takes a message.
-    let mut server = Command::new("/usr/bin/python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
-        .arg("--tlscert")
-        .arg(certs.path().join("relay.pem"))
-        .arg("--tlskey")
-        .arg(certs.path().join("relay.key"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3-aiosmtpd (scripts/test installs it)");
-    wait_for_port(port, "aiosmtpd");
+    let mut server = tls_relay(certs.path(), port, "--tlscert", "--tlskey");
     let config = format!(
         "[policy]\nrequire_acknowledgements = false\nrequire_supervisor = false\n\n[mail]\ntransport = \"smtp\"\n\
          from = \"chaperone@provider.example\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsmtp_tls = \"starttls\"\n"
