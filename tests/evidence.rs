@@ -241,6 +241,13 @@ fn chromium_dom(url: &str) -> String {
     stdout(&out)
 }
 
+/// A memory figure of a process from /proc (VmRSS:, VmHWM:), in KiB.
+fn status_kb(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix(field)).unwrap();
+    line.trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
 /// Runs `cmd` to its end and returns its exit status and peak resident memory in KiB
 /// (from `wait4`, for this child alone).
 fn run_measured(mut cmd: Command) -> (i32, i64) {
@@ -285,10 +292,20 @@ fn a_bundle_of_a_large_session_is_written_in_bounded_memory() {
     for (kind, kb) in [("zip", zip_kb), ("tar", tar_kb)] {
         assert!(kb < 64 * 1024, "writing the {kind} bundle took {kb} KiB");
     }
+    // Over ssh, as a technician: the bastion sends the tar on as it is written.
+    let pid = w.bastion.pid();
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap(); // resets VmHWM
+    let before = status_kb(pid, "VmRSS:");
+    let remote = w.path("remote.tar");
+    let out = w.console(&format!("recordings export {id} --bundle -"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(&remote, &out.stdout).unwrap();
+    let grown = status_kb(pid, "VmHWM:").saturating_sub(before);
+    assert!(grown < 16 * 1024, "the bastion grew by {grown} KiB sending a {} byte bundle", out.stdout.len());
 
     // Complete: the transcript has every line, the page every recording.
-    for bundle in [&zip, &tar] {
-        let unpacked = w.path(&format!("unpacked-{}", bundle.extension().unwrap().to_str().unwrap()));
+    for bundle in [&zip, &tar, &remote] {
+        let unpacked = w.path(&format!("unpacked-{}", bundle.file_name().unwrap().to_str().unwrap()));
         unpack(bundle, &unpacked);
         let root = unpacked.join(format!("chaperone-{id}"));
         let transcript = std::fs::read_to_string(root.join("transcript.txt")).unwrap();

@@ -7,6 +7,7 @@
 
 mod watch;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -117,19 +118,28 @@ async fn execute(
     if cli.command.technician_may_run() {
         gate.audit(Event::new("tech.command", line.to_string()).actor(tech));
     }
+    // The command's output goes out as it is written (an export can be as large as a
+    // recording): through a small bounded queue, so a slow reader slows the command down
+    // instead of the bastion holding its output.
+    let (chunks, mut queued) = mpsc::channel::<(u32, Vec<u8>)>(OUTPUT_CHUNKS);
     let (gate2, tech2) = (gate.clone(), tech.to_string());
     let ran = tokio::task::spawn_blocking(move || {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut out = ChannelOutput::new(0, chunks.clone());
+        let mut err = ChannelOutput::new(1, chunks);
         let status = run_command(&gate2, &tech2, cli.command, stdin, &mut out, &mut err);
-        (status, out, err)
-    })
-    .await;
-    match ran {
-        Ok((status, out, err)) => {
-            send(tx, 0, &out, pty.is_some()).await;
-            send(tx, 1, &err, pty.is_some()).await;
-            status
+        // What the command wrote last, then the queue closes with the writers.
+        let _ = (out.flush(), err.flush());
+        status
+    });
+    while let Some((ext, bytes)) = queued.recv().await {
+        if !send(tx, ext, &bytes, pty.is_some()).await {
+            // The technician went away: the command's next write fails and it ends.
+            break;
         }
+    }
+    drop(queued);
+    match ran.await {
+        Ok(status) => status,
         Err(_) => {
             send_err(tx, "chaperone: the command failed unexpectedly\n", pty.is_some()).await;
             1
@@ -137,9 +147,54 @@ async fn execute(
     }
 }
 
+/// Chunks of command output waiting for the channel, at most.
+const OUTPUT_CHUNKS: usize = 8;
+/// Command output is sent on in chunks of this size.
+const OUTPUT_CHUNK: usize = 32 * 1024;
+
+/// A command's stdout (`ext` 0) or stderr (1), written from the blocking thread the
+/// command runs on into the queue that the channel's task sends from.
+struct ChannelOutput {
+    ext: u32,
+    buf: Vec<u8>,
+    chunks: mpsc::Sender<(u32, Vec<u8>)>,
+}
+
+impl ChannelOutput {
+    fn new(ext: u32, chunks: mpsc::Sender<(u32, Vec<u8>)>) -> ChannelOutput {
+        ChannelOutput { ext, buf: Vec::new(), chunks }
+    }
+}
+
+impl Write for ChannelOutput {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= OUTPUT_CHUNK {
+            self.flush()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(OUTPUT_CHUNK));
+        self.chunks
+            .blocking_send((self.ext, chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the ssh channel is closed"))
+    }
+}
+
 /// Runs a store command as the technician; returns the exit status.
-fn run_command(gate: &Gate, tech: &str, command: Command, stdin: Vec<u8>, out: &mut Vec<u8>, err: &mut Vec<u8>) -> u32 {
-    use std::io::Write;
+fn run_command(
+    gate: &Gate,
+    tech: &str,
+    command: Command,
+    stdin: Vec<u8>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u32 {
     let mut stdin = std::io::Cursor::new(stdin);
     let mut ctx = Ctx {
         config: &gate.config,
@@ -173,17 +228,19 @@ async fn read_stdin(rx: &mut ChannelReadHalf) -> Vec<u8> {
     input
 }
 
-/// Writes command output; on a terminal, line ends become CRLF.
-async fn send(tx: &ChannelWriteHalf<Msg>, ext: u32, bytes: &[u8], terminal: bool) {
+/// Writes command output; on a terminal, line ends become CRLF. False when the channel
+/// is gone.
+async fn send(tx: &ChannelWriteHalf<Msg>, ext: u32, bytes: &[u8], terminal: bool) -> bool {
     if bytes.is_empty() {
-        return;
+        return true;
     }
     let data = if terminal { crlf(bytes) } else { bytes.to_vec() };
-    let _ = if ext == 0 { tx.data_bytes(data).await } else { tx.extended_data_bytes(ext, data).await };
+    let sent = if ext == 0 { tx.data_bytes(data).await } else { tx.extended_data_bytes(ext, data).await };
+    sent.is_ok()
 }
 
 async fn send_err(tx: &ChannelWriteHalf<Msg>, text: &str, terminal: bool) {
-    send(tx, 1, text.as_bytes(), terminal).await;
+    let _ = send(tx, 1, text.as_bytes(), terminal).await;
 }
 
 async fn finish(tx: &ChannelWriteHalf<Msg>, status: u32) {
