@@ -139,7 +139,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Sends the kept copy at `copy` to `recipients` with the configured transport.
 /// Checks that `pem` holds at least one certificate usable as a trust anchor for the relay.
 pub fn check_ca(pem: &[u8]) -> Result<(), String> {
     if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
@@ -148,6 +147,7 @@ pub fn check_ca(pem: &[u8]) -> Result<(), String> {
     Certificate::from_pem(pem).map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// Sends the kept copy at `copy` to `recipients` with the configured transport.
 pub async fn deliver(config: &MailConfig, copy: &Path, recipients: &[String]) -> Result<(), String> {
     let bytes = std::fs::read(copy).map_err(|e| format!("cannot read {}: {e}", copy.display()))?;
     match &config.transport {
