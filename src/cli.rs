@@ -77,6 +77,7 @@ impl Command {
                 | Command::Kill { .. }
                 | Command::Booking(_)
                 | Command::Recordings(_)
+                | Command::Replay(_)
                 | Command::Audit(_)
         )
     }

@@ -320,6 +320,22 @@ fn replay_starts_at_a_marker_and_obeys_its_keys() {
     assert!(player.wait(Duration::from_secs(15)).success(), "{}", player.output());
     player.expect("replay stopped at");
 
+    // Over ssh, as a technician with a terminal: the same player, its keys through the channel.
+    let mut cmd = w.tech.ssh(&w.bastion, "alice");
+    cmd.arg("-tt").arg(format!("replay {id} --paused")).env("TERM", "xterm-256color");
+    let mut player = pty::Pty::spawn(cmd, 80, 24);
+    player.expect("00:00:00 / ");
+    assert!(!player.output().contains("after-2"));
+    player.type_text("\x1b[C");
+    player.expect("after-2");
+    player.type_text("q");
+    assert!(player.wait(Duration::from_secs(15)).success(), "{}", player.output());
+    player.expect("replay stopped at");
+    // Without a terminal it plays through, without keys.
+    let out = w.console(&format!("replay {id} --speed 100"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("after-2") && stderr(&out).contains("replay ended at"), "{}", stderr(&out));
+
     // The seek index sits beside the recording; it is derived, and the folder still verifies.
     assert!(w.folder(&id).join(".session.cast.idx").is_file());
     w.bastion.ok(&["recordings", "verify", &id]);

@@ -36,6 +36,8 @@ use crate::gate::Gate;
 use crate::keys::Keys;
 use crate::store::Store;
 
+pub use replay::{Key, parse_keys};
+
 /// Who runs a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -66,6 +68,16 @@ pub struct Ctx<'a> {
     pub stdin: &'a mut dyn Read,
     /// The running bastion, when the command runs inside `serve` (over ssh).
     pub gate: Option<&'a Gate>,
+    /// A technician's terminal over ssh (`ssh -t`), for `replay`.
+    pub terminal: Option<RemoteTerminal>,
+}
+
+/// The terminal of a technician's ssh session: its size and its keys, read by the
+/// console from the channel.
+pub struct RemoteTerminal {
+    pub cols: usize,
+    pub rows: usize,
+    pub keys: std::sync::mpsc::Receiver<Key>,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -100,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 err: &mut std::io::stderr(),
                 stdin: &mut std::io::stdin(),
                 gate: None,
+                terminal: None,
             };
             dispatch(&mut ctx, command)
         }
@@ -109,9 +122,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// Runs a command that works on the store (locally or over ssh).
 pub fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> anyhow::Result<()> {
     if ctx.caller.technician().is_some() && !command.technician_may_run() {
-        return Err(
-            crate::UserError("technicians may run: sessions, watch, kill, booking, recordings, audit".into()).into()
-        );
+        return Err(crate::UserError(
+            "technicians may run: sessions, watch, kill, booking, recordings, replay, audit".into(),
+        )
+        .into());
     }
     match command {
         Command::Vendor(cmd) => people::vendor(ctx, cmd),

@@ -67,13 +67,6 @@ pub fn parse_keys(bytes: &[u8]) -> Vec<Key> {
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
-    if ctx.caller.technician().is_some() {
-        return Err(UserError(
-            "replay runs where the recording is: chaperone replay ID on the bastion, or the bundle's player.html"
-                .into(),
-        )
-        .into());
-    }
     if !(args.speed.is_finite() && args.speed > 0.0) {
         return Err(UserError(format!("--speed {}: give a positive number", args.speed)).into());
     }
@@ -89,8 +82,14 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
         }
         (None, None) => 0,
     };
-    let terminal = Terminal::take();
-    if let Some((cols, rows)) = terminal.as_ref().and_then(|t| t.size())
+    // Over ssh the technician's terminal comes with the command; here, this process's.
+    let remote = ctx.terminal.take();
+    let terminal = if remote.is_none() && ctx.caller.technician().is_none() { Terminal::take() } else { None };
+    let size = match &remote {
+        Some(remote) => Some((remote.cols, remote.rows)),
+        None => terminal.as_ref().and_then(|t| t.size()),
+    };
+    if let Some((cols, rows)) = size
         && (cols, rows) != (replay.header.term.cols as usize, replay.header.term.rows as usize)
     {
         let _ = writeln!(
@@ -99,7 +98,11 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
             replay.header.term.cols, replay.header.term.rows
         );
     }
-    let keys = terminal.as_ref().map(|t| t.keys());
+    let restore_remote = remote.is_some();
+    let keys = match remote {
+        Some(remote) => Some(remote.keys),
+        None => terminal.as_ref().map(|t| t.keys()),
+    };
     let mut player = Player {
         replay: &replay,
         out: &mut *ctx.out,
@@ -114,6 +117,9 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
     };
     let result = player.play(start_ms, keys);
     drop(terminal);
+    if restore_remote {
+        let _ = ctx.out.write_all(RESTORE);
+    }
     let (ended, at_ms) = result?;
     let _ = writeln!(
         ctx.err,
@@ -359,6 +365,9 @@ fn is_c1_string_start(c: char) -> bool {
     matches!(c, '\u{90}' | '\u{98}' | '\u{9d}' | '\u{9e}' | '\u{9f}')
 }
 
+/// What a terminal gets when the replay ends: attributes off, cursor shown, a fresh line.
+const RESTORE: &[u8] = b"\x1b[0m\x1b[?25h\r\n";
+
 /// The controlling terminal in raw mode (keys arrive one by one, Ctrl-C as a key), put
 /// back as it was when dropped.
 struct Terminal {
@@ -418,13 +427,12 @@ impl Terminal {
 
 impl Drop for Terminal {
     fn drop(&mut self) {
-        // SAFETY: restores the attributes read in `take`. Then: attributes off, cursor
-        // shown, a fresh line.
+        // SAFETY: restores the attributes read in `take`.
         unsafe {
             libc::tcsetattr(0, libc::TCSANOW, &self.saved);
         }
         let mut out = std::io::stdout();
-        let _ = out.write_all(b"\x1b[0m\x1b[?25h\r\n");
+        let _ = out.write_all(RESTORE);
         let _ = out.flush();
     }
 }

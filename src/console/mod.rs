@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::audit::Event;
 use crate::cli::{Cli, Command};
-use crate::commands::{Caller, Ctx};
+use crate::commands::{Caller, Ctx, RemoteTerminal, parse_keys};
 use crate::gate::{Gate, GateEvent};
 
 /// Most a technician may pipe in (`--plan -`): a plan and then some.
@@ -62,7 +62,7 @@ async fn serve_channel(gate: Arc<Gate>, tech: String, mut channel: Channel<Msg>)
     let status = match command {
         None => {
             let mut out = Vec::new();
-            run_command(&gate, &tech, Command::Sessions, Vec::new(), &mut out, &mut Vec::new());
+            run_command(&gate, &tech, Command::Sessions, Vec::new(), None, &mut out, &mut Vec::new());
             out.extend_from_slice(HELP.as_bytes());
             send(&tx, 0, &out, pty.is_some()).await;
             0
@@ -82,7 +82,7 @@ async fn serve_channel(gate: Arc<Gate>, tech: String, mut channel: Channel<Msg>)
     finish(&tx, status).await;
 }
 
-const HELP: &str = "\nchaperone over ssh: ssh -p 2222 TECH@bastion COMMAND\n  sessions                      live sessions\n  watch ID                      watch one (needs ssh -t); keys: Ctrl-] then f freeze, t take over, a annotate, k kill, d detach\n  kill ID --reason R            end a session\n  booking …, recordings …, audit …   as on the bastion (--help for each)\n";
+const HELP: &str = "\nchaperone over ssh: ssh -p 2222 TECH@bastion COMMAND\n  sessions                      live sessions\n  watch ID                      watch one (needs ssh -t); keys: Ctrl-] then f freeze, t take over, a annotate, k kill, d detach\n  kill ID --reason R            end a session\n  replay ID                     replay a recording (with ssh -t: its keys work)\n  booking …, recordings …, audit …   as on the bastion (--help for each)\n";
 
 async fn execute(
     gate: &Arc<Gate>,
@@ -115,6 +115,15 @@ async fn execute(
         return watch::run(gate.clone(), tech, id, pty, rx, tx).await;
     }
     let stdin = if args.iter().any(|a| a == "-") { read_stdin(rx).await } else { Vec::new() };
+    // `replay` on a terminal (ssh -t) takes its keys from the channel as they are typed.
+    let (mut keys, terminal) = match (&cli.command, pty) {
+        (Command::Replay(_), Some(pty)) => {
+            let (keys, received) = std::sync::mpsc::channel();
+            let terminal = RemoteTerminal { cols: pty.cols as usize, rows: pty.rows as usize, keys: received };
+            (Some(keys), Some(terminal))
+        }
+        _ => (None, None),
+    };
     if cli.command.technician_may_run() {
         gate.audit(Event::new("tech.command", line.to_string()).actor(tech));
     }
@@ -126,15 +135,32 @@ async fn execute(
     let ran = tokio::task::spawn_blocking(move || {
         let mut out = ChannelOutput::new(0, chunks.clone());
         let mut err = ChannelOutput::new(1, chunks);
-        let status = run_command(&gate2, &tech2, cli.command, stdin, &mut out, &mut err);
+        let status = run_command(&gate2, &tech2, cli.command, stdin, terminal, &mut out, &mut err);
         // What the command wrote last, then the queue closes with the writers.
         let _ = (out.flush(), err.flush());
         status
     });
-    while let Some((ext, bytes)) = queued.recv().await {
-        if !send(tx, ext, &bytes, pty.is_some()).await {
-            // The technician went away: the command's next write fails and it ends.
-            break;
+    loop {
+        tokio::select! {
+            chunk = queued.recv() => match chunk {
+                Some((ext, bytes)) => {
+                    if !send(tx, ext, &bytes, pty.is_some()).await {
+                        // The technician went away: the command's next write fails and it ends.
+                        break;
+                    }
+                }
+                None => break,
+            },
+            input = rx.wait(), if keys.is_some() => match input {
+                Some(ChannelMsg::Data { data }) => {
+                    for key in parse_keys(&data) {
+                        let _ = keys.as_ref().map(|keys| keys.send(key));
+                    }
+                }
+                // No more keys: a paused replay stops, a playing one plays on.
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => keys = None,
+                Some(_) => {}
+            },
         }
     }
     drop(queued);
@@ -192,6 +218,7 @@ fn run_command(
     tech: &str,
     command: Command,
     stdin: Vec<u8>,
+    terminal: Option<RemoteTerminal>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u32 {
@@ -205,6 +232,7 @@ fn run_command(
         err: &mut *err,
         stdin: &mut stdin,
         gate: Some(gate),
+        terminal,
     };
     match crate::commands::dispatch(&mut ctx, command) {
         Ok(()) => 0,
