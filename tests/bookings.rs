@@ -414,7 +414,7 @@ fn private_ca(dir: &std::path::Path) {
 /// aiosmtpd on `port` with the certificate from [`private_ca`] (`--tlscert`/`--tlskey`
 /// for STARTTLS, `--smtpscert`/`--smtpskey` for TLS from the first byte), delivering into
 /// `dir/maildir`.
-fn tls_relay(dir: &std::path::Path, port: u16, cert: &str, key: &str) -> std::process::Child {
+fn tls_relay(dir: &std::path::Path, port: u16, cert: &str, key: &str) -> Relay {
     let server = Command::new("/usr/bin/python3")
         .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
         .arg(dir.join("maildir"))
@@ -427,7 +427,17 @@ fn tls_relay(dir: &std::path::Path, port: u16, cert: &str, key: &str) -> std::pr
         .spawn()
         .expect("python3-aiosmtpd (scripts/test installs it)");
     wait_for_port(port, "aiosmtpd");
-    server
+    Relay(server)
+}
+
+/// An SMTP relay process, stopped when the test ends (also when it fails).
+struct Relay(std::process::Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
@@ -435,7 +445,7 @@ fn confirmation_goes_over_implicit_tls_to_a_relay_signed_by_a_private_ca() {
     let certs = tempfile::tempdir().unwrap();
     private_ca(certs.path());
     let port = free_port();
-    let mut server = tls_relay(certs.path(), port, "--smtpscert", "--smtpskey");
+    let server = tls_relay(certs.path(), port, "--smtpscert", "--smtpskey");
     let config = format!(
         "[policy]\nrequire_acknowledgements = false\nrequire_supervisor = false\n\n[mail]\ntransport = \"smtp\"\n\
          from = \"chaperone@provider.example\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsmtp_tls = \"tls\"\n\
@@ -445,8 +455,7 @@ fn confirmation_goes_over_implicit_tls_to_a_relay_signed_by_a_private_ca() {
     let w = World::bare(&config);
     w.book_now("erp01", &w.account);
     w.eventually("the mail to be sent", || w.bastion.ok(&["audit"]).contains("mail.sent"));
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let delivered: Vec<_> = std::fs::read_dir(certs.path().join("maildir/new")).unwrap().flatten().collect();
     assert_eq!(delivered.len(), 1);
 }
@@ -458,7 +467,7 @@ fn confirmation_goes_over_starttls_to_a_relay_signed_by_a_private_ca() {
     let port = free_port();
     let maildir = certs.path().join("maildir");
     // The relay insists on STARTTLS before it takes a message.
-    let mut server = tls_relay(certs.path(), port, "--tlscert", "--tlskey");
+    let server = tls_relay(certs.path(), port, "--tlscert", "--tlskey");
     let config = format!(
         "[policy]\nrequire_acknowledgements = false\nrequire_supervisor = false\n\n[mail]\ntransport = \"smtp\"\n\
          from = \"chaperone@provider.example\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsmtp_tls = \"starttls\"\n"
@@ -480,8 +489,7 @@ fn confirmation_goes_over_starttls_to_a_relay_signed_by_a_private_ca() {
     w.bastion.start();
     w.bastion.set_clock("2026-12-03T10:05:00+01:00");
     w.eventually("the mail to be sent", || w.bastion.ok(&["audit"]).contains("mail.sent"));
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let delivered: Vec<_> = std::fs::read_dir(maildir.join("new")).unwrap().flatten().collect();
     assert_eq!(delivered.len(), 1);
     let parsed = parse_mail(&std::fs::read_to_string(delivered[0].path()).unwrap());
