@@ -97,6 +97,8 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
             "chaperone: recorded at {}x{}; this terminal is {cols}x{rows}\r",
             replay.header.term.cols, replay.header.term.rows
         );
+        // Before the replay, also over ssh (where stderr goes out in chunks).
+        let _ = ctx.err.flush();
     }
     let restore_remote = remote.is_some();
     let keys = match remote {
