@@ -172,10 +172,9 @@ impl<S: FrameSink> Frames<S> {
     /// Ends the compression thread, if there is one, once every frame handed over is
     /// written; compression goes back inline, without the thread's large zstd context.
     fn end_thread(&mut self) -> io::Result<()> {
-        if !matches!(self.stage, Stage::Thread(_)) {
-            return Ok(());
-        }
-        let Stage::Thread(Pipeline { jobs, thread, .. }) = std::mem::replace(&mut self.stage, Stage::Finished) else {
+        let stage = std::mem::replace(&mut self.stage, Stage::Finished);
+        let Stage::Thread(Pipeline { jobs, thread, .. }) = stage else {
+            self.stage = stage;
             return Ok(());
         };
         drop(jobs);
