@@ -311,26 +311,21 @@ fn replay_starts_at_a_marker_and_obeys_its_keys() {
     player.expect("replay ended at");
 
     // From the start, paused; → jumps 10 s (here: to the end) at once; q quits.
-    let mut player = replay(&["--paused"]);
-    player.expect("00:00:00 / ");
-    assert!(!player.output().contains("after-2"));
-    player.type_text("\x1b[C");
-    player.expect("after-2");
-    player.type_text("q");
-    assert!(player.wait(Duration::from_secs(15)).success(), "{}", player.output());
-    player.expect("replay stopped at");
+    let seek_and_quit = |mut player: pty::Pty| {
+        player.expect("00:00:00 / ");
+        assert!(!player.output().contains("after-2"));
+        player.type_text("\x1b[C");
+        player.expect("after-2");
+        player.type_text("q");
+        assert!(player.wait(Duration::from_secs(15)).success(), "{}", player.output());
+        player.expect("replay stopped at");
+    };
+    seek_and_quit(replay(&["--paused"]));
 
     // Over ssh, as a technician with a terminal: the same player, its keys through the channel.
     let mut cmd = w.tech.ssh(&w.bastion, "alice");
     cmd.arg("-tt").arg(format!("replay {id} --paused")).env("TERM", "xterm-256color");
-    let mut player = pty::Pty::spawn(cmd, 80, 24);
-    player.expect("00:00:00 / ");
-    assert!(!player.output().contains("after-2"));
-    player.type_text("\x1b[C");
-    player.expect("after-2");
-    player.type_text("q");
-    assert!(player.wait(Duration::from_secs(15)).success(), "{}", player.output());
-    player.expect("replay stopped at");
+    seek_and_quit(pty::Pty::spawn(cmd, 80, 24));
     // Without a terminal it plays through, without keys.
     let out = w.console(&format!("replay {id} --speed 100"));
     assert!(out.status.success(), "{}", stderr(&out));
