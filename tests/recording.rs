@@ -2,6 +2,7 @@
 //! readers (zstd, asciinema) read it; a crash loses at most about a second; shutdown
 //! finishes recordings.
 
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -330,6 +331,24 @@ fn replay_starts_at_a_marker_and_obeys_its_keys() {
     let out = w.console(&format!("replay {id} --speed 100"));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("after-2") && stderr(&out).contains("replay ended at"), "{}", stderr(&out));
+    // A technician who leaves mid-replay stops it, also in a quiet stretch (from the marker,
+    // 1.5 s played a hundred times slower): the bastion does not play on for nobody.
+    let mut slow = w.tech.ssh(&w.bastion, "alice");
+    slow.arg(format!("replay {id} --from-marker 1 --speed 0.01")).stdin(Stdio::null()).stdout(Stdio::piped());
+    let mut slow = slow.spawn().unwrap();
+    let (mut shown, mut pipe) = (Vec::new(), slow.stdout.take().unwrap());
+    while !String::from_utf8_lossy(&shown).contains("before-1") {
+        let mut buf = [0u8; 4096];
+        let n = pipe.read(&mut buf).unwrap();
+        assert!(n > 0, "the replay ended early: {}", String::from_utf8_lossy(&shown));
+        shown.extend_from_slice(&buf[..n]);
+    }
+    assert!(!String::from_utf8_lossy(&shown).contains("after-2"));
+    slow.kill().unwrap();
+    slow.wait().unwrap();
+    w.eventually("the replay to stop", || {
+        w.bastion.log().contains(&format!("alice left; their command stopped: replay {id}"))
+    });
 
     // The seek index sits beside the recording; it is derived, and the folder still verifies.
     assert!(w.folder(&id).join(".session.cast.idx").is_file());

@@ -70,6 +70,42 @@ pub struct Ctx<'a> {
     pub gate: Option<&'a Gate>,
     /// A technician's terminal over ssh (`ssh -t`), for `replay`.
     pub terminal: Option<RemoteTerminal>,
+    /// Tells a long command that its caller has gone away.
+    pub hangup: Hangup,
+}
+
+/// Whether the caller of a command has gone away (a technician's ssh channel closed):
+/// commands that can run long without writing (a replay in an idle stretch, a search
+/// through every recording) stop then, instead of running on for nobody. A local caller
+/// never hangs up; the console holds the other end and drops it when the channel closes.
+pub struct Hangup(Option<std::sync::mpsc::Receiver<()>>);
+
+impl Hangup {
+    /// For a caller that stays until the command ends (the local CLI).
+    pub fn never() -> Hangup {
+        Hangup(None)
+    }
+
+    /// A hangup that happens when the returned sender is dropped.
+    pub fn on_drop() -> (std::sync::mpsc::Sender<()>, Hangup) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        (tx, Hangup(Some(rx)))
+    }
+
+    pub fn happened(&self) -> bool {
+        self.0.as_ref().is_some_and(|rx| matches!(rx.try_recv(), Err(std::sync::mpsc::TryRecvError::Disconnected)))
+    }
+
+    /// Sleeps for `wait`, or less if the caller goes away meanwhile; returns whether it did.
+    pub fn sleep(&self, wait: std::time::Duration) -> bool {
+        match &self.0 {
+            None => {
+                std::thread::sleep(wait);
+                false
+            }
+            Some(rx) => matches!(rx.recv_timeout(wait), Err(std::sync::mpsc::RecvTimeoutError::Disconnected)),
+        }
+    }
 }
 
 /// The terminal of a technician's ssh session: its size and its keys, read by the
@@ -113,6 +149,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 stdin: &mut std::io::stdin(),
                 gate: None,
                 terminal: None,
+                hangup: Hangup::never(),
             };
             dispatch(&mut ctx, command)
         }

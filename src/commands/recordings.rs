@@ -15,6 +15,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
     let over_ssh = ctx.caller.technician().is_some();
     let out = &mut *ctx.out;
     let err = &mut *ctx.err;
+    let hangup = &ctx.hangup;
     match cmd {
         RecordingsCommand::List => {
             let sessions = store.session_list()?;
@@ -76,11 +77,12 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                             );
                         }
                     };
-                    // Output lines are matched as they are read, not all held at once.
-                    let Ok(notes) = text::read_with(CastReader::open(&path)?, |line| {
+                    // Output lines are matched as they are read, not all held at once; a
+                    // technician who leaves stops the search.
+                    let notes = text::read_with(CastReader::open(&path)?, |line| {
                         show("output", &line);
-                        Ok::<(), std::convert::Infallible>(())
-                    });
+                        if hangup.happened() { Err(anyhow::anyhow!("the caller went away")) } else { Ok(()) }
+                    })?;
                     notes.typed.iter().for_each(|line| show("typed", line));
                 }
             }

@@ -12,8 +12,8 @@ use std::io::{Read, Write};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use super::Ctx;
 use super::recordings::{channel_file, find_folder};
+use super::{Ctx, Hangup};
 use crate::UserError;
 use crate::cli::ReplayArgs;
 use crate::recording::reader::CastEvent;
@@ -108,6 +108,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
     let mut player = Player {
         replay: &replay,
         out: &mut *ctx.out,
+        hangup: &ctx.hangup,
         name: args.id.clone(),
         speed: args.speed,
         idle_limit_ms: args.idle_limit.map(|s| (s.max(0.0) * 1000.0) as u64),
@@ -136,6 +137,8 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
 struct Player<'a, 'r> {
     replay: &'r Replay,
     out: &'a mut dyn Write,
+    /// A technician who left stops the replay, also in an idle stretch.
+    hangup: &'a Hangup,
     name: String,
     speed: f64,
     idle_limit_ms: Option<u64>,
@@ -147,6 +150,14 @@ struct Player<'a, 'r> {
 }
 
 impl<'r> Player<'_, 'r> {
+    /// Waits for the next event without keys; fails if the caller has gone away.
+    fn sleep_until(&self, deadline: Instant) -> std::io::Result<Option<Key>> {
+        if self.hangup.sleep(deadline.saturating_duration_since(Instant::now())) {
+            return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the caller went away"));
+        }
+        Ok(None)
+    }
+
     /// Plays from `start_ms` until the end (true) or `q` (false); returns where it stopped.
     fn play(&mut self, start_ms: u64, keys: Option<Receiver<Key>>) -> std::io::Result<(bool, u64)> {
         let mut at_ms = start_ms;
@@ -172,15 +183,9 @@ impl<'r> Player<'_, 'r> {
                 (Some(keys), false) => match keys.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                     Ok(key) => Some(key),
                     Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-                        None
-                    }
+                    Err(RecvTimeoutError::Disconnected) => self.sleep_until(deadline)?,
                 },
-                (None, _) => {
-                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-                    None
-                }
+                (None, _) => self.sleep_until(deadline)?,
             };
             let seek_to = match key {
                 None if self.paused => {

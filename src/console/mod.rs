@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::audit::Event;
 use crate::cli::{Cli, Command};
-use crate::commands::{Caller, Ctx, RemoteTerminal, parse_keys};
+use crate::commands::{Caller, Ctx, Hangup, RemoteTerminal, parse_keys};
 use crate::gate::{Gate, GateEvent};
 
 /// Most a technician may pipe in (`--plan -`): a plan and then some.
@@ -62,7 +62,8 @@ async fn serve_channel(gate: Arc<Gate>, tech: String, mut channel: Channel<Msg>)
     let status = match command {
         None => {
             let mut out = Vec::new();
-            run_command(&gate, &tech, Command::Sessions, Vec::new(), None, &mut out, &mut Vec::new());
+            let caller = (None, Hangup::never());
+            run_command(&gate, &tech, Command::Sessions, Vec::new(), caller, &mut out, &mut Vec::new());
             out.extend_from_slice(HELP.as_bytes());
             send(&tx, 0, &out, pty.is_some()).await;
             0
@@ -131,40 +132,47 @@ async fn execute(
     // recording): through a small bounded queue, so a slow reader slows the command down
     // instead of the bastion holding its output.
     let (chunks, mut queued) = mpsc::channel::<(u32, Vec<u8>)>(OUTPUT_CHUNKS);
+    // Held while the channel is open: dropped, it tells the command the technician left.
+    let (present, hangup) = Hangup::on_drop();
     let (gate2, tech2) = (gate.clone(), tech.to_string());
     let ran = tokio::task::spawn_blocking(move || {
         let mut out = ChannelOutput::new(0, chunks.clone());
         let mut err = ChannelOutput::new(1, chunks);
-        let status = run_command(&gate2, &tech2, cli.command, stdin, terminal, &mut out, &mut err);
+        let status = run_command(&gate2, &tech2, cli.command, stdin, (terminal, hangup), &mut out, &mut err);
         // What the command wrote last, then the queue closes with the writers.
         let _ = (out.flush(), err.flush());
         status
     });
-    loop {
+    let gone = loop {
         tokio::select! {
             chunk = queued.recv() => match chunk {
                 Some((ext, bytes)) => {
                     if !send(tx, ext, &bytes, pty.is_some()).await {
-                        // The technician went away: the command's next write fails and it ends.
-                        break;
+                        break true;
                     }
                 }
-                None => break,
+                None => break false,
             },
-            input = rx.wait(), if keys.is_some() => match input {
+            input = rx.wait() => match input {
                 Some(ChannelMsg::Data { data }) => {
                     for key in parse_keys(&data) {
                         let _ = keys.as_ref().map(|keys| keys.send(key));
                     }
                 }
                 // No more keys: a paused replay stops, a playing one plays on.
-                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => keys = None,
+                Some(ChannelMsg::Eof) => keys = None,
+                Some(ChannelMsg::Close) | None => break true,
                 Some(_) => {}
             },
         }
+    };
+    // If the technician left, the command stops at its next write or wait.
+    drop((queued, keys, present));
+    let ran = ran.await;
+    if gone {
+        tracing::info!("{tech} left; their command stopped: {line}");
     }
-    drop(queued);
-    match ran.await {
+    match ran {
         Ok(status) => status,
         Err(_) => {
             send_err(tx, "chaperone: the command failed unexpectedly\n", pty.is_some()).await;
@@ -218,7 +226,7 @@ fn run_command(
     tech: &str,
     command: Command,
     stdin: Vec<u8>,
-    terminal: Option<RemoteTerminal>,
+    (terminal, hangup): (Option<RemoteTerminal>, Hangup),
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u32 {
@@ -233,6 +241,7 @@ fn run_command(
         stdin: &mut stdin,
         gate: Some(gate),
         terminal,
+        hangup,
     };
     match crate::commands::dispatch(&mut ctx, command) {
         Ok(()) => 0,
