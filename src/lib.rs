@@ -14,6 +14,7 @@
 //! - [`console`]: the technicians' ssh interface: commands, `watch` with its control keys.
 //! - [`config`]: raw TOML into a validated [`config::Config`] with resolved paths.
 //! - [`keys`]: the bastion's three keys (host, upstream client, signing), created on first start.
+//! - [`memory`]: the allocator's thresholds; memory freed by floods and sessions handed back.
 //! - [`mirror`]: live fan-out of session output to watchers, screen snapshots (avt).
 //! - [`names`]: validation of the names people type (vendors, targets, accounts).
 //! - [`store`]: SQLite schema, migrations and queries for vendors, targets and sessions.
@@ -39,6 +40,7 @@ pub mod console;
 pub mod gate;
 pub mod id;
 pub mod keys;
+pub mod memory;
 pub mod mirror;
 pub mod names;
 pub mod notify;

@@ -182,10 +182,13 @@ impl<S: FrameSink> Encoder<S> {
     /// frame before it are written (the flush timer's call).
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.close_frame(false)?;
-        self.frames.settle()?;
+        let flood_over = self.frames.settle()?;
         if !self.frames.threaded() && self.buf.capacity() > IDLE_BUFFER {
             // A flood is over: the frame buffer goes back to a quiet session's size.
             self.buf = Vec::with_capacity(IDLE_BUFFER);
+        }
+        if flood_over {
+            crate::memory::release_free();
         }
         Ok(())
     }

@@ -149,10 +149,14 @@ impl<S: FrameSink> Frames<S> {
     /// call: a crash then loses at most the text of one flush interval). When no full frame
     /// came since the last call, the flood is over: the compression thread ends and its
     /// buffers and large zstd context are freed, so that a session that once ran a `cat`
-    /// holds no more than one that never did.
-    pub fn settle(&mut self) -> io::Result<()> {
+    /// holds no more than one that never did. Returns whether a flood ended so.
+    pub fn settle(&mut self) -> io::Result<bool> {
         self.write_done(true)?;
-        if std::mem::take(&mut self.flooding) { Ok(()) } else { self.end_thread() }
+        if std::mem::take(&mut self.flooding) || !self.threaded() {
+            return Ok(false);
+        }
+        self.end_thread()?;
+        Ok(true)
     }
 
     /// Whether compression runs on a thread of its own (a flood is on).
@@ -300,7 +304,8 @@ mod tests {
             if i % 5 == 4 {
                 // What the flush timer waits for: everything so far in the sink. A tick
                 // without a full frame since the last one ends the compression thread.
-                frames.settle().unwrap();
+                let flood_over = frames.settle().unwrap();
+                assert_eq!(flood_over, i == 24 || i == 39, "settled after frame {i}");
                 let written = frames.sink.as_ref().unwrap();
                 assert_eq!(zstd::decode_all(&written[..]).unwrap(), expected, "settled after frame {i}");
             }

@@ -211,7 +211,8 @@ pub const INDEX_ON_END_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Builds the seek indexes of a finished session's recordings on a low-priority thread
 /// of their own, so that even the first replay seeks at once. Nothing waits for it: if
-/// the bastion stops first, `replay` builds what is missing.
+/// the bastion stops first, `replay` builds what is missing. Then gives what the session
+/// and the indexing freed back to the system.
 pub fn index_later(folder: &Path) {
     let files = super::cast_files(folder);
     let spawned = std::thread::Builder::new().name("seek-index".into()).spawn(move || {
@@ -225,6 +226,7 @@ pub fn index_later(folder: &Path) {
                 tracing::debug!("no seek index for {}: {e}", path.display());
             }
         }
+        crate::memory::release_free();
     });
     if let Err(e) = spawned {
         tracing::debug!("no seek index thread: {e}");

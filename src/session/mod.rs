@@ -179,8 +179,11 @@ pub async fn run(
     meta.finish(&gate, &summaries);
     tracing::info!(session = %meta.id, "session ended");
     let output: u64 = summaries.iter().map(|s| s.bytes_out).sum();
+    // What the session freed goes back to the system (after the indexing, if any).
     if output <= recording::replay::INDEX_ON_END_BYTES {
         recording::replay::index_later(&meta.folder);
+    } else {
+        tokio::task::spawn_blocking(crate::memory::release_free);
     }
 }
 
