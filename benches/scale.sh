@@ -14,24 +14,28 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$CHAP/status"; }
 # Sessions relaying now: started (upstream connected, shell running) and not ended. A
 # folder alone is not enough: under this load a session may still be connecting upstream.
 live() { echo $(( $(grep -c "session started" "$W/serve.log") - $(grep -c "session ended" "$W/serve.log") )); }
+# Clients still running: a login that did not get through (the target's sshd, overloaded,
+# gave up on the handshake) ends its client, and is not waited for.
+CLIENTS=()
+clients() { local n=0 p; for p in "${CLIENTS[@]}"; do kill -0 "$p" 2>/dev/null && n=$((n + 1)); done; echo "$n"; }
 
 base=$(rss_kb)
 for i in $(seq 1 "$N"); do
     ssh "${OPTS[@]}" -tt -p "$CHAP_PORT" acme:erp01@127.0.0.1 'while sleep 2; do date; done' </dev/null >/dev/null 2>&1 &
-    PIDS+=($!)
+    PIDS+=($!); CLIENTS+=($!)
     # In batches of 25, each let in before the next: sshd on two cores cannot fork and
     # authenticate hundreds of logins at once (chaperone refuses a session whose target
     # does not answer within 10 s, and a burst made the target that slow).
     if (( i % 25 == 0 )); then
-        for _ in $(seq 1 120); do [ "$(live)" -ge "$i" ] && break; sleep 0.5; done
+        for _ in $(seq 1 120); do [ "$(live)" -ge "$(clients)" ] && break; sleep 0.5; done
     fi
 done
-for _ in $(seq 1 600); do [ "$(live)" -ge "$N" ] && break; sleep 1; done
+for _ in $(seq 1 600); do [ "$(live)" -ge "$(clients)" ] && break; sleep 1; done
 sleep 6
 loaded=$(rss_kb)
-echo "$(live) concurrent recorded sessions: chaperone RSS $((loaded / 1024)) MiB (idle $((base / 1024)) MiB), $(( (loaded - base) / N )) KiB per session"
-echo "extrapolated to 1,000 sessions: $(( (base + (loaded - base) * 1000 / N) / 1024 )) MiB (target < 2048 MiB)"
-for p in "${PIDS[@]:2}"; do kill "$p" 2>/dev/null || true; done
+echo "$(live) concurrent recorded sessions: chaperone RSS $((loaded / 1024)) MiB (idle $((base / 1024)) MiB), $(( (loaded - base) / $(live) )) KiB per session"
+echo "extrapolated to 1,000 sessions: $(( (base + (loaded - base) * 1000 / $(live)) / 1024 )) MiB (target < 2048 MiB)"
+for p in "${CLIENTS[@]}"; do kill "$p" 2>/dev/null || true; done
 # The target's sshd takes a while to tear a thousand sessions down; new logins meanwhile
 # would time out.
 for _ in $(seq 1 300); do [ "$(live)" -le 0 ] && break; sleep 1; done
@@ -43,10 +47,13 @@ head -c 75000000 /dev/urandom | base64 > "$W/stream"
 # the last stream running alone at the end do not count.
 OUT=$(mktemp -d -p /dev/shm)
 trap 'cleanup; rm -rf "$OUT"' EXIT
+# The twenty log in first, then start together: each waits for the file `go` (the target
+# is this machine), so that logins still under way do not skew the window.
 for i in $(seq 1 20); do
-    ( t0=$(date +%s.%N)
-      if via "cat $W/stream" > "$OUT/$i"; then echo "$t0 $(date +%s.%N)"; else echo failed; fi > "$W/t.$i" ) &
+    ( if via "while [ ! -e $W/go ]; do sleep 0.05; done; cat $W/stream" > "$OUT/$i"; then date +%s.%N; else echo failed; fi > "$W/t.$i" ) &
 done
+for _ in $(seq 1 600); do [ "$(live)" -ge 20 ] && break; sleep 0.1; done
+go=$(date +%s.%N); touch "$W/go"
 sizes() { for i in $(seq 1 20); do stat -c %s "$OUT/$i"; done; }
 all_streaming() { for i in $(seq 1 20); do [ "$(stat -c %s "$OUT/$i")" -ge 8000000 ] || grep -qs failed "$W/t.$i" || return 1; done; }
 for _ in $(seq 1 600); do all_streaming 2>/dev/null && break; sleep 0.1; done
@@ -57,7 +64,7 @@ window=$(paste <(echo "$before") <(echo "$after") | awk '$2 == 0 { next } {d = $
 [ "$finished" = 0 ] || window="$window (not valid: $finished streams ended inside the window)"
 wait_all() { for i in $(seq 1 20); do while [ ! -s "$W/t.$i" ]; do sleep 0.2; done; done; }
 wait_all
-cat "$W"/t.* | awk -v size="$(stat -c %s "$W/stream")" -v window="$window" '
+cat "$W"/t.* | awk -v size="$(stat -c %s "$W/stream")" -v window="$window" -v start="$go" '
     $1 == "failed" { failed++; next }
-    { d = $2 - $1; r = size / d / 1e6; sum += r; if ($2 > end) end = $2; if (start == "" || $1 < start) start = $1 }
+    { d = $1 - start; r = size / d / 1e6; sum += r; if ($1 > end) end = $1 }
     END { n = NR - failed; printf "20 streams of %.0f MB at once%s: %.0f MB/s in all, %.1f MB/s each on average; %s\n", size/1e6, failed ? sprintf(" (%d could not log in)", failed) : "", n*size/(end-start)/1e6, sum/n, window }'
