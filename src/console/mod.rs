@@ -62,8 +62,8 @@ async fn serve_channel(gate: Arc<Gate>, tech: String, mut channel: Channel<Msg>)
     let status = match command {
         None => {
             let mut out = Vec::new();
-            let caller = (None, Hangup::never());
-            run_command(&gate, &tech, Command::Sessions, Vec::new(), caller, &mut out, &mut Vec::new());
+            let remote = (None, Hangup::never());
+            run_command(&gate, &tech, Command::Sessions, Vec::new(), remote, &mut out, &mut Vec::new());
             out.extend_from_slice(HELP.as_bytes());
             send(&tx, 0, &out, pty.is_some()).await;
             0
@@ -220,7 +220,8 @@ impl Write for ChannelOutput {
     }
 }
 
-/// Runs a store command as the technician; returns the exit status.
+/// Runs a store command as the technician, with the terminal and the hangup of their
+/// channel; returns the exit status.
 fn run_command(
     gate: &Gate,
     tech: &str,
