@@ -121,20 +121,26 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Reads a public key given on the local command line: an OpenSSH line, or a path to a
+/// `.pub` file (see [`parse_public_key`]). Never for what a technician sends over ssh: a
+/// path would name a file of the bastion's.
+pub fn read_public_key(text_or_path: &str) -> Result<PublicKey, crate::UserError> {
+    if !looks_like_path(text_or_path) {
+        return parse_public_key(text_or_path);
+    }
+    let text = std::fs::read_to_string(text_or_path)
+        .map_err(|e| crate::UserError(format!("cannot read key file {text_or_path:?}: {e}")))?;
+    parse_public_key(&text).map_err(|e| crate::UserError(format!("{text_or_path}: {e}")))
+}
+
 /// Parses an OpenSSH public key line: `[host[,host…]] type base64 [comment]` (the leading
-/// host list is what `ssh-keyscan` prints), or a path to a `.pub` file.
-pub fn parse_public_key(text_or_path: &str) -> Result<PublicKey, crate::UserError> {
-    let text = if looks_like_path(text_or_path) {
-        std::fs::read_to_string(text_or_path)
-            .map_err(|e| crate::UserError(format!("cannot read key file {text_or_path:?}: {e}")))?
-    } else {
-        text_or_path.to_string()
-    };
+/// host list is what `ssh-keyscan` prints); the first line that is not blank or a comment.
+pub fn parse_public_key(text: &str) -> Result<PublicKey, crate::UserError> {
     let line = text
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .ok_or_else(|| crate::UserError(format!("no public key in {text_or_path:?}")))?;
+        .ok_or_else(|| crate::UserError("no public key given".into()))?;
     let fields: Vec<&str> = line.split_whitespace().collect();
     // Try "type base64 …" first, then "hosts type base64 …".
     for start in 0..fields.len().min(2) {
@@ -150,7 +156,8 @@ pub fn parse_public_key(text_or_path: &str) -> Result<PublicKey, crate::UserErro
     )))
 }
 
-fn looks_like_path(s: &str) -> bool {
+/// Whether a key argument names a file rather than holding the key.
+pub fn looks_like_path(s: &str) -> bool {
     !s.contains(' ') && (s.ends_with(".pub") || s.starts_with('/') || s.starts_with('.') || Path::new(s).is_file())
 }
 

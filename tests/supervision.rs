@@ -306,3 +306,60 @@ fn vendors_and_technicians_stay_in_their_lanes() {
     assert!(w.bastion.ok(&["booking", "show", "B-2"]).contains("created:    "));
     assert!(w.bastion.ok(&["booking", "show", "B-2"]).contains("by alice"));
 }
+
+/// Over ssh, a technician names no file or folder: they would be the bastion's (its keys,
+/// its configuration with the SMTP password). Plans and signatures come on standard input,
+/// keys as their line, recordings by session id. Locally, paths work as before.
+#[test]
+fn over_ssh_a_technician_cannot_make_the_bastion_read_its_files() {
+    let w = World::new();
+    assert!(w.exec("echo recorded").status.success());
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let folder = w.folder(&id);
+    // Stands for any file the bastion may read; the plan check would accept it.
+    let secret = w.path("secret.md");
+    std::fs::write(&secret, "# TOP SECRET smtp password\n").unwrap();
+    let signing_pub = w
+        .bastion
+        .ok(&["keys"])
+        .lines()
+        .find_map(|l| l.strip_prefix("signing key (seals recordings; publish it and its fingerprint): "))
+        .unwrap()
+        .to_string();
+    let key_file = w.path("signing.pub");
+    std::fs::write(&key_file, format!("{signing_pub}\n")).unwrap();
+    let (secret, key_file, folder_path) = (secret.display(), key_file.display(), folder.display());
+    for command in [
+        format!(
+            "booking create --vendor acme --target erp01 --account {} --start '2026-12-24 09:00' --end '2026-12-24 10:00' --plan {secret}",
+            w.account
+        ),
+        format!("booking replan B-1 --plan {secret}"),
+        format!("booking ack B-1 --party vendor --signature {secret}"),
+        format!("recordings verify {id} --key {key_file}"),
+        format!("recordings export {id} --bundle - --key {key_file}"),
+        format!("recordings cat {folder_path}"),
+        format!("recordings verify {folder_path}"),
+        format!("replay {folder_path}"),
+    ] {
+        let out = w.console(&command);
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{command}: {err}");
+        assert!(err.contains("over ssh, files and folders would be the bastion's"), "{command}: {err}");
+        assert!(!stdout(&out).contains("TOP SECRET") && !err.contains("TOP SECRET"), "{command}");
+    }
+    assert!(!w.bastion.ok(&["booking", "list", "--all"]).contains("B-2"), "a booking was made");
+    // What works over ssh instead: the key's line, the session id.
+    let out = w.console(&format!("recordings verify {id} --key '{signing_pub}'"));
+    assert!(out.status.success() && stdout(&out).contains("intact"), "{}", stderr(&out));
+    let out = w.console(&format!("recordings cat {id}"));
+    assert!(stdout(&out).contains("recorded"), "{}", stderr(&out));
+    // Locally the bastion's operator names files and folders.
+    assert!(
+        w.bastion
+            .ok(&["recordings", "verify", &folder.display().to_string(), "--key", &key_file.to_string()])
+            .contains("intact")
+    );
+}

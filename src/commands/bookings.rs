@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::Ctx;
+use super::{Ctx, ON_THE_BASTION};
 use crate::UserError;
 use crate::audit::Event;
 use crate::cli::{BookingCommand, BookingId, Party};
@@ -29,6 +29,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
             (None, by) => Ok(by),
         }
     };
+    let over_ssh = me.is_some();
     let out = &mut *ctx.out;
     let stdin = &mut *ctx.stdin;
     match cmd {
@@ -39,7 +40,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
             };
             let start = policy::parse_local(&start, zone).map_err(|e| UserError(format!("--start: {e}")))?;
             let end = policy::parse_local(&end, zone).map_err(|e| UserError(format!("--end: {e}")))?;
-            let plan = read_plan(&plan, stdin)?;
+            let plan = read_plan(&plan, stdin, over_ssh)?;
             let by = by_me(by)?;
             if store.vendor(&vendor)?.is_none() {
                 return Err(UserError(format!("no vendor {vendor:?}")).into());
@@ -118,7 +119,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
             let b = booking(store, id)?;
             let by = required(by_me(by)?)?;
             store.active_tech(&by)?;
-            let plan = read_plan(&plan, stdin)?;
+            let plan = read_plan(&plan, stdin, over_ssh)?;
             if b.state != BookingState::Pending {
                 return Err(UserError(format!(
                     "booking {} is {}; its plan cannot change",
@@ -146,7 +147,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
             }
             let signature = match &signature {
                 Some(path) => Some(
-                    String::from_utf8(read_input(path, stdin, 64 * 1024, "signature")?)
+                    String::from_utf8(read_input(path, stdin, 64 * 1024, "signature", over_ssh)?)
                         .map_err(|_| UserError("the signature is not text".into()))?,
                 ),
                 None => None,
@@ -220,13 +221,19 @@ fn required(by: Option<String>) -> anyhow::Result<String> {
     by.ok_or_else(|| UserError("--by TECH is required".into()).into())
 }
 
-/// Reads a file, or standard input for `-`, refusing more than `limit` bytes.
+/// Reads a file, or standard input for `-`, refusing more than `limit` bytes. Over ssh
+/// only standard input: a file would be the bastion's.
 fn read_input(
     path: &std::path::Path,
     stdin: &mut dyn std::io::Read,
     limit: usize,
     what: &str,
+    over_ssh: bool,
 ) -> anyhow::Result<Vec<u8>> {
+    if over_ssh && path != std::path::Path::new("-") {
+        let file = path.display();
+        return Err(UserError(format!("{ON_THE_BASTION}: send the {what} on standard input (- < {file})")).into());
+    }
     let mut bytes = Vec::new();
     let result = if path == std::path::Path::new("-") {
         stdin.take(limit as u64 + 1).read_to_end(&mut bytes)
@@ -238,8 +245,8 @@ fn read_input(
 }
 
 /// Reads a plan (a file, or stdin for `-`): UTF-8, at most the plan limit.
-fn read_plan(path: &std::path::Path, stdin: &mut dyn std::io::Read) -> anyhow::Result<String> {
-    let bytes = read_input(path, stdin, policy::MAX_PLAN_BYTES, "plan")?;
+fn read_plan(path: &std::path::Path, stdin: &mut dyn std::io::Read, over_ssh: bool) -> anyhow::Result<String> {
+    let bytes = read_input(path, stdin, policy::MAX_PLAN_BYTES, "plan", over_ssh)?;
     if bytes.len() > policy::MAX_PLAN_BYTES {
         return Err(UserError(format!("the plan is larger than {} bytes", policy::MAX_PLAN_BYTES)).into());
     }

@@ -56,6 +56,10 @@ impl Caller {
     }
 }
 
+/// Why a technician over ssh cannot name files or folders: they would be the bastion's
+/// (its keys, its configuration with the SMTP password, any file it may read).
+const ON_THE_BASTION: &str = "over ssh, files and folders would be the bastion's";
+
 /// What a command runs with.
 pub struct Ctx<'a> {
     pub config: &'a Config,

@@ -3,7 +3,7 @@
 use super::Ctx;
 use crate::UserError;
 use crate::cli::{ClientCommand, Person, TargetCommand, TechCommand, VendorCommand};
-use crate::keys::parse_public_key;
+use crate::keys::{parse_public_key, read_public_key};
 use crate::store::NewTarget;
 
 pub fn vendor(ctx: &mut Ctx<'_>, cmd: VendorCommand) -> anyhow::Result<()> {
@@ -52,7 +52,7 @@ pub fn target(ctx: &mut Ctx<'_>, cmd: TargetCommand) -> anyhow::Result<()> {
     let out = &mut *ctx.out;
     match cmd {
         TargetCommand::Add { name, address, host_key, accounts, privileged_accounts, client } => {
-            let key = parse_public_key(&host_key)?;
+            let key = read_public_key(&host_key)?;
             store.target_add(&NewTarget {
                 name: &name,
                 address: &address,
@@ -172,7 +172,7 @@ pub fn tech(ctx: &mut Ctx<'_>, cmd: TechCommand) -> anyhow::Result<()> {
 
 /// The `--key` arguments as public keys; the first malformed one is the error.
 fn parse_keys(keys: &[String]) -> Result<Vec<russh::keys::PublicKey>, UserError> {
-    keys.iter().map(|k| parse_public_key(k)).collect()
+    keys.iter().map(|k| read_public_key(k)).collect()
 }
 
 /// A registered key as shown: fingerprint, then the OpenSSH line.

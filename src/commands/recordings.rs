@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::Ctx;
+use super::{Ctx, ON_THE_BASTION};
 use crate::UserError;
 use crate::cli::RecordingsCommand;
 use crate::config::Config;
@@ -42,7 +42,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             }
         }
         RecordingsCommand::Cat { id, channel } => {
-            let folder = find_folder(config, store, &id)?;
+            let folder = find_folder(config, store, &id, over_ssh)?;
             let files = select(&folder, channel)?;
             let mut out = std::io::BufWriter::new(out);
             for path in files {
@@ -91,7 +91,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             }
         }
         RecordingsCommand::Commands { id } => {
-            let folder = find_folder(config, store, &id)?;
+            let folder = find_folder(config, store, &id, over_ssh)?;
             for path in select(&folder, None)? {
                 for line in text::typed_commands(CastReader::open(&path)?) {
                     say!(out, "{}  {}", text::clock(line.time_ms), line.text);
@@ -99,8 +99,8 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             }
         }
         RecordingsCommand::Verify { id, key } => {
-            let folder = find_folder(config, store, &id)?;
-            let key = signing_key(config, key)?;
+            let folder = find_folder(config, store, &id, over_ssh)?;
+            let key = signing_key(config, key, over_ssh)?;
             let report = crate::recording::seal::verify(&folder, &key);
             for (file, bytes) in &report.intact {
                 say!(out, "sealed: {file} ({bytes} bytes)");
@@ -119,13 +119,13 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             );
         }
         RecordingsCommand::Export { id, bundle: Some(bundle), key, .. } => {
-            let folder = find_folder(config, store, &id)?;
-            let key = signing_key(config, key)?;
+            let folder = find_folder(config, store, &id, over_ssh)?;
+            let key = signing_key(config, key, over_ssh)?;
             write_bundle(&folder, &key, &bundle, over_ssh, out, err)?;
         }
         RecordingsCommand::Export { id, format, output, channel, .. } => {
             let output = output.unwrap_or_else(|| PathBuf::from("-"));
-            let folder = find_folder(config, store, &id)?;
+            let folder = find_folder(config, store, &id, over_ssh)?;
             let path = channel_file(&folder, channel)?;
             let mut reader = CastReader::open(&path)?;
             if output == Path::new("-") {
@@ -149,12 +149,20 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
 }
 
 /// The signing public key given with `--key`, or this bastion's own.
-fn signing_key(config: &Config, key: Option<String>) -> anyhow::Result<russh::keys::PublicKey> {
+/// The key a seal is checked against: `--key` (over ssh the key's line itself, never a
+/// file of the bastion's), or this bastion's own signing key.
+fn signing_key(config: &Config, key: Option<String>, over_ssh: bool) -> anyhow::Result<russh::keys::PublicKey> {
     Ok(match key {
-        Some(k) => crate::keys::parse_public_key(&k)?,
+        Some(k) if over_ssh && crate::keys::looks_like_path(&k) => {
+            return Err(
+                UserError(format!("{ON_THE_BASTION}: give --key the key's line (\"ssh-ed25519 AAAA…\")")).into()
+            );
+        }
+        Some(k) if over_ssh => crate::keys::parse_public_key(&k)?,
+        Some(k) => crate::keys::read_public_key(&k)?,
         None => {
             let own = config.keys_dir().join("signing_ed25519.pub");
-            crate::keys::parse_public_key(&own.display().to_string())
+            crate::keys::read_public_key(&own.display().to_string())
                 .map_err(|_| UserError("no signing key here; give the bastion's public key with --key".into()))?
         }
     })
@@ -243,8 +251,12 @@ pub(super) fn channel_file(folder: &Path, channel: usize) -> anyhow::Result<Path
 
 /// A session id from the store, a session id found under the recordings folder (the
 /// store may be gone), or a folder path.
-pub(super) fn find_folder(config: &Config, store: &Store, id: &str) -> anyhow::Result<PathBuf> {
+/// A session's folder, by session id or (locally, not over ssh) the folder's path.
+pub(super) fn find_folder(config: &Config, store: &Store, id: &str, over_ssh: bool) -> anyhow::Result<PathBuf> {
     let as_path = Path::new(id);
+    if over_ssh && !crate::id::is_session_id(id) {
+        return Err(UserError(format!("{ON_THE_BASTION}: give a session id, not {id:?}")).into());
+    }
     if as_path.is_dir() {
         return Ok(as_path.to_path_buf());
     }

@@ -70,7 +70,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
     if !(args.speed.is_finite() && args.speed > 0.0) {
         return Err(UserError(format!("--speed {}: give a positive number", args.speed)).into());
     }
-    let folder = find_folder(ctx.config, ctx.store, &args.id)?;
+    let folder = find_folder(ctx.config, ctx.store, &args.id, ctx.caller.technician().is_some())?;
     let path = channel_file(&folder, args.channel)?;
     let replay = Replay::open(&path)?;
     let markers = &replay.index.markers;
