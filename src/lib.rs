@@ -28,6 +28,8 @@
 //! - [`upstream`]: the SSH client facing the target, with host-key pinning.
 //! - [`recording`]: asciicast v3 writer (zstd frames), tolerant reader and exports, the
 //!   seal, crash recovery, replay with its seek index, and the dispute bundle.
+//! - [`sanitize`]: a vendor's output without the control strings that would act on a watcher's
+//!   or replayer's terminal (clipboard, title, answers).
 //! - [`id`]: short, unique, time-sortable session ids.
 
 pub mod audit;
@@ -47,6 +49,7 @@ pub mod notify;
 pub mod plan;
 pub mod policy;
 pub mod recording;
+pub mod sanitize;
 pub mod scheduler;
 pub mod session;
 pub mod ssh;

@@ -65,6 +65,12 @@ fn the_vendor_waits_for_a_technician_and_late_watchers_see_the_current_screen() 
     vendor.type_text("PS1='rdy> '\r");
     vendor.expect("rdy> ");
     alice.expect("rdy> ");
+    // The vendor's output cannot act on the watcher's terminal: a clipboard write (OSC 52)
+    // and a title (where the status line is) do not reach it; the text around them does.
+    vendor.type_text("printf 'osc-\\033]52;c;ZXZpbA==\\007-\\033]2;hijacked\\007end\\n'\r");
+    alice.expect("osc--end");
+    assert!(vendor.output().contains("\x1b]52;c;ZXZpbA=="), "the vendor's own terminal gets it all");
+    assert!(!alice.output().contains("\x1b]52") && !alice.output().contains("\x1b]2;hijacked"), "{}", alice.output());
 
     // A full-screen program, then a technician who joins late.
     let lines = w.path("lines.txt");

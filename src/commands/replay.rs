@@ -19,6 +19,7 @@ use crate::cli::ReplayArgs;
 use crate::recording::reader::CastEvent;
 use crate::recording::replay::{Events, Replay};
 use crate::recording::text::{clock, parse_clock};
+use crate::sanitize::Sanitizer;
 
 const SEEK_MS: u64 = 10_000;
 const MIN_SPEED: f64 = 1.0 / 16.0;
@@ -296,82 +297,6 @@ impl<'r> Player<'_, 'r> {
     }
 }
 
-/// Removes the control strings of recorded output before it reaches the replaying
-/// terminal: OSC (titles, the clipboard via OSC 52, hyperlinks), DCS, SOS, PM and APC,
-/// 7-bit and C1 forms. A vendor's output must not write the clipboard or the title of the
-/// person replaying it, nor make their terminal answer into their keyboard input. The
-/// state carries across events, since a sequence may be split between them.
-#[derive(Debug, Default)]
-pub struct Sanitizer {
-    state: Strip,
-    /// Characters of the current control string dropped so far.
-    dropped: usize,
-}
-
-/// A control string longer than this is taken as text from there on.
-const MAX_CONTROL_STRING: usize = 4096;
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Strip {
-    #[default]
-    Text,
-    /// After ESC in text.
-    Escape,
-    /// Inside a control string (dropped).
-    String,
-    /// After ESC inside a control string: `\` ends it (ST).
-    StringEscape,
-}
-
-impl Sanitizer {
-    pub fn filter(&mut self, text: &str, out: &mut String) {
-        for c in text.chars() {
-            self.state = match (self.state, c) {
-                (Strip::Text, '\u{1b}') => Strip::Escape,
-                (Strip::Text, c) if is_c1_string_start(c) => self.start_string(),
-                (Strip::Text, c) => {
-                    out.push(c);
-                    Strip::Text
-                }
-                (Strip::Escape | Strip::StringEscape, ']' | 'P' | 'X' | '^' | '_') => self.start_string(),
-                (Strip::StringEscape, '\\') => Strip::Text,
-                (Strip::Escape, '\u{1b}') => {
-                    out.push('\u{1b}');
-                    Strip::Escape
-                }
-                // ESC inside a string ends it; this ESC starts a new sequence.
-                (Strip::StringEscape, '\u{1b}') => Strip::Escape,
-                (Strip::Escape | Strip::StringEscape, c) => {
-                    out.push('\u{1b}');
-                    out.push(c);
-                    Strip::Text
-                }
-                (Strip::String, '\u{7}' | '\u{9c}') => Strip::Text,
-                (Strip::String, '\u{1b}') => Strip::StringEscape,
-                // An unterminated string must not hide the rest of the session.
-                (Strip::String, c) if self.dropped >= MAX_CONTROL_STRING => {
-                    out.push(c);
-                    Strip::Text
-                }
-                (Strip::String, _) => {
-                    self.dropped += 1;
-                    Strip::String
-                }
-            };
-        }
-    }
-
-    fn start_string(&mut self) -> Strip {
-        self.dropped = 0;
-        Strip::String
-    }
-}
-
-/// DCS, SOS, OSC, PM and APC as single C1 characters.
-fn is_c1_string_start(c: char) -> bool {
-    matches!(c, '\u{90}' | '\u{98}' | '\u{9d}' | '\u{9e}' | '\u{9f}')
-}
-
 /// What a terminal gets when the replay ends: attributes off, cursor shown, a fresh line.
 const RESTORE: &[u8] = b"\x1b[0m\x1b[?25h\r\n";
 
@@ -447,33 +372,6 @@ impl Drop for Terminal {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_strings_from_the_recording_are_removed_even_when_split() {
-        let recorded = [
-            "a\u{1b}]52;c;ZXZpbA==\u{7}b\u{1b}[1mc",
-            "\u{1b}]0;ti",
-            "tle\u{1b}",
-            "\\d\u{1b}Pq#0\u{1b}\\e\u{9d}8;;x\u{9c}f\u{1b}",
-            "[0mg",
-        ];
-        let mut sanitizer = Sanitizer::default();
-        let mut out = String::new();
-        for piece in recorded {
-            sanitizer.filter(piece, &mut out);
-        }
-        assert_eq!(out, "ab\u{1b}[1mcdef\u{1b}[0mg");
-
-        // A string ended by the ESC of another string: both go.
-        let mut out = String::new();
-        Sanitizer::default().filter("\u{1b}]0;x\u{1b}]52;c;ZXZpbA==\u{7}h", &mut out);
-        assert_eq!(out, "h");
-        // An unterminated string does not hide the rest of the session.
-        let mut out = String::new();
-        let hidden = format!("\u{1b}]{}visible", "x".repeat(MAX_CONTROL_STRING));
-        Sanitizer::default().filter(&hidden, &mut out);
-        assert_eq!(out, "visible");
-    }
 
     #[test]
     fn keys_and_arrows_are_parsed() {

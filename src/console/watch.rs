@@ -20,6 +20,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{Pty, send_err};
 use crate::gate::Gate;
 use crate::mirror::{Frame, Joined};
+use crate::sanitize::Sanitizer;
 use crate::session::{Input, Live, Notice, Watching};
 
 /// The escape prefix: Ctrl-] (as telnet and `ssh -e` users know it).
@@ -52,12 +53,16 @@ pub async fn run(
     let mut changed = live.subscribe();
     let mut notices = live.notices.subscribe();
     let mut status = tokio::time::interval(STATUS_EVERY);
+    // The vendor's output reaches the technician's terminal without its control strings.
+    let mut sanitizer = Sanitizer::default();
     loop {
         tokio::select! {
             frame = joined.frames.recv() => match frame {
                 Ok((seq, _)) if seq <= joined.seq => {}
                 Ok((_, Frame::Output(data))) => {
-                    if tx.data_bytes(data).await.is_err() {
+                    let mut shown = Vec::with_capacity(data.len());
+                    sanitizer.filter_bytes(&data, &mut shown);
+                    if tx.data_bytes(shown).await.is_err() {
                         break;
                     }
                 }
@@ -69,6 +74,7 @@ pub async fn run(
                     tracing::info!(session = %live.id, technician = %tech, "watcher fell {missed} frames behind; resynchronised from a screen dump");
                     let Some(fresh) = live.mirror.join().await else { break };
                     joined = fresh;
+                    sanitizer = Sanitizer::default();
                     view.redraw(&joined).await;
                 }
                 Err(RecvError::Closed) => break,
