@@ -111,6 +111,33 @@ impl Sanitizer {
     }
 }
 
+/// A writer that passes what is written through a [`Sanitizer`]: recorded output printed
+/// on a terminal.
+pub struct SanitizingWriter<'a> {
+    inner: &'a mut dyn std::io::Write,
+    sanitizer: Sanitizer,
+    buf: Vec<u8>,
+}
+
+impl<'a> SanitizingWriter<'a> {
+    pub fn new(inner: &'a mut dyn std::io::Write) -> SanitizingWriter<'a> {
+        SanitizingWriter { inner, sanitizer: Sanitizer::default(), buf: Vec::new() }
+    }
+}
+
+impl std::io::Write for SanitizingWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.clear();
+        self.sanitizer.filter_bytes(bytes, &mut self.buf);
+        self.inner.write_all(&self.buf)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -360,3 +360,32 @@ fn replay_starts_at_a_marker_and_obeys_its_keys() {
     let out = w.bastion.run(&["replay", &id, "--from", "1:75"]);
     assert_eq!(stderr(&out).trim(), "chaperone: --from \"1:75\": give HH:MM:SS");
 }
+
+/// `recordings cat` on a terminal shows the output without the control strings a vendor
+/// could aim at whoever reads it (as `watch` and `replay` do); into a file, every byte.
+#[test]
+fn recordings_cat_on_a_terminal_drops_control_strings_and_into_a_file_keeps_every_byte() {
+    let w = World::new();
+    let out = w.exec("printf 'before-\\033]52;c;ZXZpbA==\\007-after\\n'");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\x1b]52;c;ZXZpbA=="), "relayed as it was");
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let raw = w.bastion.ok(&["recordings", "cat", &id]);
+    assert!(raw.contains("before-\x1b]52;c;ZXZpbA==\x07-after"), "{raw:?}");
+
+    let mut cmd = w.bastion.command();
+    cmd.args(["recordings", "cat", &id]);
+    let mut local = pty::Pty::spawn(cmd, 80, 24);
+    assert!(local.wait(Duration::from_secs(15)).success(), "{}", local.output());
+    local.expect("before--after");
+    assert!(!local.output().contains("\x1b]52"), "{:?}", local.output());
+    // Over ssh with a terminal the same; without one (a pipe, most likely) every byte.
+    let mut cmd = w.tech.ssh(&w.bastion, "alice");
+    cmd.arg("-tt").arg(format!("recordings cat {id}"));
+    let mut remote = pty::Pty::spawn(cmd, 80, 24);
+    assert!(remote.wait(Duration::from_secs(15)).success(), "{}", remote.output());
+    remote.expect("before--after");
+    assert!(!remote.output().contains("\x1b]52"), "{:?}", remote.output());
+    assert!(stdout(&w.console(&format!("recordings cat {id}"))).contains("\x1b]52;c;ZXZpbA=="));
+}

@@ -76,6 +76,9 @@ pub struct Ctx<'a> {
     pub terminal: Option<RemoteTerminal>,
     /// Tells a long command that its caller has gone away.
     pub hangup: Hangup,
+    /// Standard output is a terminal (locally a tty, over ssh a channel with a pty):
+    /// recorded output printed there goes through the sanitizer.
+    pub tty: bool,
 }
 
 /// Whether the caller of a command has gone away (a technician's ssh channel closed):
@@ -154,6 +157,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 gate: None,
                 terminal: None,
                 hangup: Hangup::never(),
+                tty: std::io::IsTerminal::is_terminal(&std::io::stdout()),
             };
             dispatch(&mut ctx, command)
         }

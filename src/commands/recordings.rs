@@ -16,6 +16,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
     let out = &mut *ctx.out;
     let err = &mut *ctx.err;
     let hangup = &ctx.hangup;
+    let tty = ctx.tty;
     match cmd {
         RecordingsCommand::List => {
             let sessions = store.session_list()?;
@@ -44,6 +45,10 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
         RecordingsCommand::Cat { id, channel } => {
             let folder = find_folder(config, store, &id, over_ssh)?;
             let files = select(&folder, channel)?;
+            // On a terminal without the control strings a vendor's output may hold (as in
+            // `watch` and `replay`); into a pipe or a file byte for byte.
+            let mut shown = crate::sanitize::SanitizingWriter::new(out);
+            let out: &mut dyn Write = if tty { &mut shown } else { out };
             let mut out = std::io::BufWriter::new(out);
             for path in files {
                 let mut reader = CastReader::open(&path)?;

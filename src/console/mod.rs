@@ -62,7 +62,7 @@ async fn serve_channel(gate: Arc<Gate>, tech: String, mut channel: Channel<Msg>)
     let status = match command {
         None => {
             let mut out = Vec::new();
-            let remote = (None, Hangup::never());
+            let remote = Remote { terminal: None, hangup: Hangup::never(), tty: pty.is_some() };
             run_command(&gate, &tech, Command::Sessions, Vec::new(), remote, &mut out, &mut Vec::new());
             out.extend_from_slice(HELP.as_bytes());
             send(&tx, 0, &out, pty.is_some()).await;
@@ -134,11 +134,12 @@ async fn execute(
     let (chunks, mut queued) = mpsc::channel::<(u32, Vec<u8>)>(OUTPUT_CHUNKS);
     // Held while the channel is open: dropped, it tells the command the technician left.
     let (present, hangup) = Hangup::on_drop();
+    let remote = Remote { terminal, hangup, tty: pty.is_some() };
     let (gate2, tech2) = (gate.clone(), tech.to_string());
     let ran = tokio::task::spawn_blocking(move || {
         let mut out = ChannelOutput::new(0, chunks.clone());
         let mut err = ChannelOutput::new(1, chunks);
-        let status = run_command(&gate2, &tech2, cli.command, stdin, (terminal, hangup), &mut out, &mut err);
+        let status = run_command(&gate2, &tech2, cli.command, stdin, remote, &mut out, &mut err);
         // What the command wrote last, then the queue closes with the writers.
         let _ = (out.flush(), err.flush());
         status
@@ -220,14 +221,22 @@ impl Write for ChannelOutput {
     }
 }
 
-/// Runs a store command as the technician, with the terminal and the hangup of their
-/// channel; returns the exit status.
+/// What a command gets from the technician's channel.
+struct Remote {
+    /// The terminal, with its keys, for `replay`.
+    terminal: Option<RemoteTerminal>,
+    hangup: Hangup,
+    /// The channel has a pty.
+    tty: bool,
+}
+
+/// Runs a store command as the technician; returns the exit status.
 fn run_command(
     gate: &Gate,
     tech: &str,
     command: Command,
     stdin: Vec<u8>,
-    (terminal, hangup): (Option<RemoteTerminal>, Hangup),
+    Remote { terminal, hangup, tty }: Remote,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u32 {
@@ -243,6 +252,7 @@ fn run_command(
         gate: Some(gate),
         terminal,
         hangup,
+        tty,
     };
     match crate::commands::dispatch(&mut ctx, command) {
         Ok(()) => 0,
