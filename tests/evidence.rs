@@ -241,13 +241,6 @@ fn chromium_dom(url: &str) -> String {
     stdout(&out)
 }
 
-/// A memory figure of a process from /proc (VmRSS:, VmHWM:), in KiB.
-fn status_kb(pid: i32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find_map(|l| l.strip_prefix(field)).unwrap();
-    line.trim().trim_end_matches("kB").trim().parse().unwrap()
-}
-
 /// Runs `cmd` to its end and returns its exit status and peak resident memory in KiB
 /// (from `wait4`, for this child alone).
 fn run_measured(mut cmd: Command) -> (i32, i64) {

@@ -151,11 +151,6 @@ fn peak_rss_kb(pid: i32) -> u64 {
     status_kb(pid, "VmHWM:")
 }
 
-fn status_kb(pid: i32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find_map(|l| l.strip_prefix(field)).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
-}
-
 #[test]
 fn a_200_mb_stream_arrives_intact_is_recorded_exactly_and_memory_stays_flat() {
     let w = World::new();

@@ -513,6 +513,13 @@ pub fn sha256_file(path: &Path) -> String {
     format!("{:x}", hasher.finalize())
 }
 
+/// A memory figure of a process from /proc (VmRSS:, VmHWM:, RssAnon:), in KiB.
+pub fn status_kb(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix(field)).unwrap();
+    line.trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
