@@ -156,8 +156,7 @@ pub fn parse_public_key(text: &str) -> Result<PublicKey, crate::UserError> {
     )))
 }
 
-/// Whether a key argument names a file rather than holding the key.
-pub fn looks_like_path(s: &str) -> bool {
+fn looks_like_path(s: &str) -> bool {
     !s.contains(' ') && (s.ends_with(".pub") || s.starts_with('/') || s.starts_with('.') || Path::new(s).is_file())
 }
 

@@ -158,12 +158,10 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
 /// file of the bastion's), or this bastion's own signing key.
 fn signing_key(config: &Config, key: Option<String>, over_ssh: bool) -> anyhow::Result<russh::keys::PublicKey> {
     Ok(match key {
-        Some(k) if over_ssh && crate::keys::looks_like_path(&k) => {
-            return Err(
-                UserError(format!("{ON_THE_BASTION}: give --key the key's line (\"ssh-ed25519 AAAA…\")")).into()
-            );
-        }
-        Some(k) if over_ssh => crate::keys::parse_public_key(&k)?,
+        // Parsed as text only: not even a file's existence is looked up for the caller.
+        Some(k) if over_ssh => crate::keys::parse_public_key(&k).map_err(|e| {
+            UserError(format!("{ON_THE_BASTION}: give --key the key's line (\"ssh-ed25519 AAAA…\"): {e}"))
+        })?,
         Some(k) => crate::keys::read_public_key(&k)?,
         None => {
             let own = config.keys_dir().join("signing_ed25519.pub");
