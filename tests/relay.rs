@@ -104,38 +104,56 @@ fn tar_pipes_through_and_env_is_filtered() {
     assert_eq!(stdout(&out), "[passed][]\n", "stderr: {}", stderr(&out));
 }
 
+/// A vendor's OpenSSH connection multiplexer (`ControlMaster`) to erp01 through the
+/// bastion: every `channel` command is one more channel on the same session.
+struct Multiplexer<'a> {
+    w: &'a World,
+    login: &'static str,
+    control: std::path::PathBuf,
+}
+
+impl<'a> Multiplexer<'a> {
+    fn start(w: &'a World) -> Multiplexer<'a> {
+        Multiplexer::start_as(w, "acme:erp01")
+    }
+
+    fn start_as(w: &'a World, login: &'static str) -> Multiplexer<'a> {
+        let control = w.path("cm.sock");
+        let master = w
+            .vendor
+            .ssh(&w.bastion, login)
+            .args(["-o", "ControlMaster=yes", "-o"])
+            .arg(format!("ControlPath={}", control.display()))
+            .args(["-N", "-f"])
+            .output()
+            .unwrap();
+        assert!(master.status.success(), "control master: {}", stderr(&master));
+        Multiplexer { w, login, control }
+    }
+
+    /// `ssh` running `command` on a new channel of the session.
+    fn channel(&self, command: &str) -> std::process::Command {
+        let mut ssh = self.w.vendor.ssh(&self.w.bastion, self.login);
+        ssh.arg("-o").arg(format!("ControlPath={}", self.control.display())).arg(command);
+        ssh
+    }
+
+    /// Ends the connection (and so the session).
+    fn exit(self) {
+        let mut ssh = self.w.vendor.ssh(&self.w.bastion, self.login);
+        let _ = ssh.arg("-o").arg(format!("ControlPath={}", self.control.display())).args(["-O", "exit"]).output();
+    }
+}
+
 #[test]
 fn several_channels_on_one_connection_are_each_recorded() {
     let w = World::new();
-    let control = w.path("cm.sock");
-    let master = w
-        .vendor
-        .ssh(&w.bastion, "acme:erp01")
-        .args(["-o", "ControlMaster=yes", "-o"])
-        .arg(format!("ControlPath={}", control.display()))
-        .args(["-N", "-f"])
-        .output()
-        .unwrap();
-    assert!(master.status.success(), "control master: {}", stderr(&master));
+    let mux = Multiplexer::start(&w);
     for word in ["first-channel", "second-channel"] {
-        let out = w
-            .vendor
-            .ssh(&w.bastion, "acme:erp01")
-            .arg("-o")
-            .arg(format!("ControlPath={}", control.display()))
-            .arg(format!("echo {word}"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = mux.channel(&format!("echo {word}")).stdin(Stdio::null()).output().unwrap();
         assert_eq!(stdout(&out), format!("{word}\n"), "stderr: {}", stderr(&out));
     }
-    let _ = w
-        .vendor
-        .ssh(&w.bastion, "acme:erp01")
-        .arg("-o")
-        .arg(format!("ControlPath={}", control.display()))
-        .args(["-O", "exit"])
-        .output();
+    mux.exit();
     let id = w.last_session();
     assert_eq!(w.session_ids().len(), 1, "one connection is one session");
     let json = w.ended_session_json(&id);
@@ -144,6 +162,103 @@ fn several_channels_on_one_connection_are_each_recorded() {
     let second = w.bastion.ok(&["recordings", "cat", &id, "--channel", "2"]);
     assert_eq!(first, "first-channel\n");
     assert_eq!(second, "second-channel\n");
+}
+
+/// Starts `command` (which must print `started` first) on a new channel; returns once it
+/// runs on the target.
+fn started_channel(mux: &Multiplexer, command: &str, stdin: Stdio) -> std::process::Child {
+    let mut child = mux.channel(command).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    assert_eq!(first, "started\n", "the channel's command did not start");
+    child
+}
+
+#[test]
+fn a_session_has_at_most_ten_channels_open_and_the_eleventh_is_told_why() {
+    let w = World::new();
+    let mux = Multiplexer::start(&w);
+    // Ten commands that end when their input does.
+    let mut open: Vec<_> = (0..10).map(|_| started_channel(&mux, "echo started; read line", Stdio::piped())).collect();
+    let out = mux.channel("echo eleventh").stdin(Stdio::null()).output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "", "the eleventh channel ran");
+    assert!(stderr(&out).contains("already has 10 channels open"), "stderr: {}", stderr(&out));
+    // A channel that ends makes room for another.
+    let mut first = open.remove(0);
+    drop(first.stdin.take());
+    first.wait().unwrap();
+    w.eventually("a channel to be free again", || {
+        let out = mux.channel("echo again").stdin(Stdio::null()).output().unwrap();
+        stdout(&out) == "again\n"
+    });
+    for mut child in open {
+        drop(child.stdin.take());
+        let _ = child.wait();
+    }
+    mux.exit();
+    // The refused channel has no recording: the ten and the one after.
+    let json = w.ended_session_json(&w.last_session());
+    assert_eq!(json["channels"].as_array().map(Vec::len), Some(11), "{json}");
+}
+
+#[test]
+fn a_channel_the_target_refuses_is_told_why_and_leaves_no_recording() {
+    let w = World::new();
+    // erp02 allows one channel per connection.
+    let sshd = Sshd::start_with(&w.path("erp02"), &w.bastion.upstream_public_key(), "MaxSessions 1\n");
+    w.add_target("erp02", &sshd.address(), &sshd.host_key_pub, &[&w.account]);
+    w.book_now("erp02", &w.account);
+    let mux = Multiplexer::start_as(&w, "acme:erp02");
+    let mut first = started_channel(&mux, "echo started; read line", Stdio::piped());
+    let out = mux.channel("echo second").stdin(Stdio::null()).output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "", "the second channel ran");
+    assert!(stderr(&out).contains("cannot open a channel"), "stderr: {}", stderr(&out));
+    drop(first.stdin.take());
+    first.wait().unwrap();
+    mux.exit();
+    let id = w.last_session();
+    let json = w.ended_session_json(&id);
+    assert_eq!(json["channels"].as_array().map(Vec::len), Some(1), "{json}");
+    let folder = w.folder(&id);
+    assert!(!folder.join("session.2.cast.zst").exists(), "a recording for the refused channel");
+}
+
+#[test]
+fn input_the_targets_never_read_is_held_up_to_one_budget_per_session() {
+    let w = World::new();
+    let pid = w.bastion.pid();
+    let mux = Multiplexer::start(&w);
+    let before = status_kb(pid, "RssAnon:");
+    // Three channels upload without end to commands that never read their input: the
+    // target stops taking it, and what the vendor keeps sending waits in the bastion.
+    let zero = || Stdio::from(std::fs::File::open("/dev/zero").unwrap());
+    let mut uploads: Vec<_> = (0..3).map(|_| started_channel(&mux, "echo started; sleep 600", zero())).collect();
+    // Until the bastion's memory stops growing (three seconds without 1 MiB more).
+    let (mut last, mut still) = (status_kb(pid, "RssAnon:"), std::time::Instant::now());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while still.elapsed() < Duration::from_secs(3) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = status_kb(pid, "RssAnon:");
+        if now > last + 1024 {
+            (last, still) = (now, std::time::Instant::now());
+        }
+    }
+    let grown = status_kb(pid, "RssAnon:").saturating_sub(before);
+    // The session's budget (64 MiB) is full, and no more: per channel it would be 192.
+    assert!(grown > 48 * 1024, "the uploads did not fill the budget: {grown} KiB");
+    assert!(grown < 96 * 1024, "the bastion holds {grown} KiB more for the session's uploads");
+    // The connection now waits on the target; a technician can still end the session.
+    let id = w.live_session();
+    let out = w.console(&format!("kill {id} --reason 'stuck upload'"));
+    assert!(out.status.success(), "kill: {}", stderr(&out));
+    w.ended_session_json(&id);
+    for child in &mut uploads {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    mux.exit();
 }
 
 /// chaperone's resident memory high-water mark, in KiB.

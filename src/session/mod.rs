@@ -41,6 +41,11 @@ pub use supervision::{Watching, kill};
 /// the session was ended.
 const FINISH_GRACE: Duration = Duration::from_secs(10);
 
+/// Channels a session may have open at once (OpenSSH's own default for `MaxSessions`):
+/// each is a relay, a recording and a channel on the target, so a vendor cannot open
+/// them without bound. Further channels are refused with the reason on their stderr.
+const MAX_CHANNELS: usize = 10;
+
 /// Notices a session's relays act on: warnings, a technician's controls and notes, the
 /// end. People make them, so a modest buffer never lags.
 const NOTICE_QUEUE: usize = 64;
@@ -224,6 +229,10 @@ impl Channels<'_> {
         let mut takeover = Some(takeover);
         let mut ended = self.live.notices.subscribe();
         let mut relays = JoinSet::new();
+        // Channels being told why they were refused (each waits up to a few seconds for
+        // the client's request); dropped with the session.
+        let mut refusals = JoinSet::new();
+        let input = relay::input_budget();
         let mut writers = Vec::new();
         let mut channels = 0usize;
         loop {
@@ -252,6 +261,24 @@ impl Channels<'_> {
                     channel
                 }
             };
+            // Relays that ended on their own no longer count; refusals that are done go.
+            while relays.try_join_next().is_some() {}
+            while refusals.try_join_next().is_some() {}
+            if relays.len() >= MAX_CHANNELS {
+                tracing::warn!(session = %meta.id, "channel refused: {MAX_CHANNELS} already open");
+                let reason = format!("this session already has {MAX_CHANNELS} channels open, the most it may have");
+                refusals.spawn(refusal::on_channel(channel, reason));
+                continue;
+            }
+            // The target's channel first: one it refuses leaves no empty recording behind.
+            let upstream_channel = match self.upstream.open_session().await {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::warn!(session = %meta.id, "{err}");
+                    refusals.spawn(refusal::on_channel(channel, err.to_string()));
+                    continue;
+                }
+            };
             let path = recording::cast_path(&meta.folder, channels + 1);
             let title = format!("{}@{} ({})", meta.vendor, meta.target, meta.account);
             let (recorder, writer) =
@@ -259,20 +286,13 @@ impl Channels<'_> {
                     Ok(pair) => pair,
                     Err(err) => {
                         tracing::error!(session = %meta.id, "{err}");
-                        refusal::on_channel(channel, format!("the session cannot be recorded: {err}")).await;
+                        let _ = upstream_channel.close().await;
+                        refusals.spawn(refusal::on_channel(channel, format!("the session cannot be recorded: {err}")));
                         continue;
                     }
                 };
             channels += 1;
             writers.push(writer);
-            let upstream_channel = match self.upstream.open_session().await {
-                Ok(c) => c,
-                Err(err) => {
-                    tracing::warn!(session = %meta.id, "{err}");
-                    refusal::on_channel(channel, err.to_string()).await;
-                    continue;
-                }
-            };
             let relay = relay::ChannelRelay {
                 vendor: channel,
                 upstream: upstream_channel,
@@ -282,6 +302,7 @@ impl Channels<'_> {
                 banner: self.banner.clone(),
                 live: self.live.clone(),
                 takeover: takeover.take(),
+                input: input.clone(),
             };
             relays.spawn(relay.run());
         }

@@ -33,6 +33,9 @@ pub struct ChannelRelay {
     pub live: Arc<Live>,
     /// A technician's keystrokes (the session's first channel only).
     pub takeover: Option<mpsc::Receiver<Bytes>>,
+    /// Room for vendor input waiting for the target, shared by the session's channels
+    /// (see [`input_budget`]).
+    pub input: Arc<Semaphore>,
 }
 
 /// Why a relay ended, which decides how the two sides are closed.
@@ -52,14 +55,14 @@ enum End {
 
 impl ChannelRelay {
     pub async fn run(self) {
-        let ChannelRelay { vendor, upstream, server, recorder, mut notices, banner, live, takeover } = self;
+        let ChannelRelay { vendor, upstream, server, recorder, mut notices, banner, live, takeover, input } = self;
         let vendor_id = vendor.id();
         let terminal = AtomicBool::new(false);
         let (vendor_rx, vendor_tx) = vendor.split();
         let (upstream_rx, upstream_tx) = upstream.split();
 
         let end = tokio::select! {
-            end = to_target(vendor_rx, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live, terminal: &terminal }, takeover) => end,
+            end = to_target(vendor_rx, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live, terminal: &terminal }, takeover, input) => end,
             end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder, &live) => end,
             end = follow_notices(&mut notices, &vendor_tx, &recorder, &terminal, &live) => end,
             _ = recorder.failed() => End::RecordingFailed,
@@ -128,12 +131,20 @@ async fn follow_notices(
     }
 }
 
-/// Vendor input waiting for the target, in bytes. The vendor's channel is drained into
-/// this queue at once because russh's connection loop, which would otherwise wait on us,
-/// also carries the vendor's window adjustments: while it waits, output to the vendor
-/// stalls, and a full-duplex transfer (`ssh host cat < big > copy`) would deadlock. At
-/// the budget the loop does wait (backpressure on an upload faster than the target).
+/// Vendor input waiting for the target, in bytes, for all of a session's channels
+/// together. Each channel is drained into its queue at once because russh's connection
+/// loop, which would otherwise wait on us, also carries the vendor's window adjustments:
+/// while it waits, output to the vendor stalls, and a full-duplex transfer
+/// (`ssh host cat < big > copy`) would deadlock. At the budget the loop does wait
+/// (backpressure on an upload faster than the target). One budget per session, not per
+/// channel: a vendor who opens channels whose commands never read their input cannot make
+/// the bastion hold more than this for the session.
 const INPUT_BUDGET: usize = 64 * 1024 * 1024;
+
+/// A session's room for queued vendor input, shared by its channel relays.
+pub fn input_budget() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(INPUT_BUDGET))
+}
 
 /// Vendor → target: input, requests, EOF. Returns when the vendor closes the channel or
 /// a side fails.
@@ -143,8 +154,8 @@ async fn to_target(
     recorder: &Recorder,
     shell: Shell<'_>,
     mut takeover: Option<mpsc::Receiver<Bytes>>,
+    budget: Arc<Semaphore>,
 ) -> End {
-    let budget = Arc::new(Semaphore::new(INPUT_BUDGET));
     let (queue_tx, mut queue) = mpsc::unbounded_channel::<(ChannelMsg, Option<OwnedSemaphorePermit>)>();
     let reader = async move {
         while let Some(msg) = rx.wait().await {

@@ -53,6 +53,11 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start(dir: &Path, authorized_keys: &str) -> Sshd {
+        Sshd::start_with(dir, authorized_keys, "")
+    }
+
+    /// An sshd with `extra` lines in its configuration.
+    pub fn start_with(dir: &Path, authorized_keys: &str, extra: &str) -> Sshd {
         let dir = dir.join("sshd");
         std::fs::create_dir_all(&dir).unwrap();
         let host_key = dir.join("host_ed25519");
@@ -65,7 +70,7 @@ impl Sshd {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nStrictModes no\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPidFile none\n\
              PermitRootLogin yes\nAcceptEnv LANG LC_* TERM\nSubsystem sftp internal-sftp\n\
-             AllowTcpForwarding yes\nPrintMotd no\nPrintLastLog no\nLogLevel ERROR\n",
+             AllowTcpForwarding yes\nPrintMotd no\nPrintLastLog no\nLogLevel ERROR\n{extra}",
             host_key.display(),
             dir.join("authorized_keys").display()
         );
