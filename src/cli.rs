@@ -352,6 +352,11 @@ pub enum RecordingsCommand {
         /// Only this channel (1 = the first); default: all, in order.
         #[arg(long)]
         channel: Option<usize>,
+        /// Every byte as recorded, control strings too (the default into a local pipe or
+        /// file; over ssh only with this flag, since the bastion cannot tell whether the
+        /// caller's output is a terminal).
+        #[arg(long)]
+        raw: bool,
     },
     /// Search the text of all recordings (output and typed input).
     Search {

@@ -361,10 +361,11 @@ fn replay_starts_at_a_marker_and_obeys_its_keys() {
     assert_eq!(stderr(&out).trim(), "chaperone: --from \"1:75\": give HH:MM:SS");
 }
 
-/// `recordings cat` on a terminal shows the output without the control strings a vendor
-/// could aim at whoever reads it (as `watch` and `replay` do); into a file, every byte.
+/// `recordings cat` on a terminal or over ssh shows the output without the control
+/// strings a vendor could aim at whoever reads it (as `watch` and `replay` do); into a
+/// local file, or with `--raw`, every byte.
 #[test]
-fn recordings_cat_on_a_terminal_drops_control_strings_and_into_a_file_keeps_every_byte() {
+fn recordings_cat_on_a_terminal_or_over_ssh_drops_control_strings_and_raw_keeps_every_byte() {
     let w = World::new();
     let out = w.exec("printf 'before-\\033]52;c;ZXZpbA==\\007-after\\n'");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -380,12 +381,20 @@ fn recordings_cat_on_a_terminal_drops_control_strings_and_into_a_file_keeps_ever
     assert!(local.wait(Duration::from_secs(15)).success(), "{}", local.output());
     local.expect("before--after");
     assert!(!local.output().contains("\x1b]52"), "{:?}", local.output());
-    // Over ssh with a terminal the same; without one (a pipe, most likely) every byte.
+    // Over ssh the same, with a terminal or without (the bastion cannot tell the caller's
+    // terminal from a file); every byte only with --raw.
     let mut cmd = w.tech.ssh(&w.bastion, "alice");
     cmd.arg("-tt").arg(format!("recordings cat {id}"));
     let mut remote = pty::Pty::spawn(cmd, 80, 24);
     assert!(remote.wait(Duration::from_secs(15)).success(), "{}", remote.output());
     remote.expect("before--after");
     assert!(!remote.output().contains("\x1b]52"), "{:?}", remote.output());
-    assert!(stdout(&w.console(&format!("recordings cat {id}"))).contains("\x1b]52;c;ZXZpbA=="));
+    let piped = stdout(&w.console(&format!("recordings cat {id}")));
+    assert!(piped.contains("before--after") && !piped.contains("\x1b]52"), "{piped:?}");
+    assert!(stdout(&w.console(&format!("recordings cat --raw {id}"))).contains("before-\x1b]52;c;ZXZpbA==\x07-after"));
+    let mut cmd = w.bastion.command();
+    cmd.args(["recordings", "cat", "--raw", &id]);
+    let mut local = pty::Pty::spawn(cmd, 80, 24);
+    assert!(local.wait(Duration::from_secs(15)).success(), "{}", local.output());
+    assert!(local.output().contains("\x1b]52;c;ZXZpbA=="), "--raw on a terminal: {:?}", local.output());
 }

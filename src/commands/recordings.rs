@@ -42,13 +42,16 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        RecordingsCommand::Cat { id, channel } => {
+        RecordingsCommand::Cat { id, channel, raw } => {
             let folder = find_folder(config, store, &id, over_ssh)?;
             let files = select(&folder, channel)?;
             // On a terminal without the control strings a vendor's output may hold (as in
-            // `watch` and `replay`); into a pipe or a file byte for byte.
+            // `watch` and `replay`); into a local pipe or file byte for byte. Over ssh
+            // without a pty the caller's stdout is as likely their terminal as a file:
+            // byte for byte only when asked for.
+            let sanitize = !raw && (tty || over_ssh);
             let mut shown = crate::sanitize::SanitizingWriter::new(out);
-            let out: &mut dyn Write = if tty { &mut shown } else { out };
+            let out: &mut dyn Write = if sanitize { &mut shown } else { out };
             let mut out = std::io::BufWriter::new(out);
             for path in files {
                 let mut reader = CastReader::open(&path)?;
