@@ -70,6 +70,9 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub recordings_dir: Option<PathBuf>,
+    pub login_grace_secs: Option<u64>,
+    pub max_unauthenticated: Option<usize>,
+    pub max_unauthenticated_per_address: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,8 +102,29 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// Bound on the TCP connect plus SSH handshake to a target.
     pub upstream_connect_timeout: Duration,
+    /// Connections not yet logged in: how long they may take, how many there may be.
+    pub logins: LoginLimits,
     pub policy: PolicyConfig,
     pub mail: MailConfig,
+}
+
+/// Bounds on connections that have not logged in yet (OpenSSH's `LoginGraceTime` and
+/// `MaxStartups`): a client that connects and says nothing, or thousands of them, must not
+/// hold the bastion's sockets and memory away from vendors and technicians.
+#[derive(Debug, Clone)]
+pub struct LoginLimits {
+    /// From TCP accept to a successful login; then the connection is closed.
+    pub grace: Duration,
+    /// Connections in that state at once; more are closed at accept.
+    pub max: usize,
+    /// The same, from one client address.
+    pub max_per_address: usize,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits { grace: Duration::from_secs(120), max: 100, max_per_address: 10 }
+    }
 }
 
 /// The SOP's numbers (rules 4, 7, 8).
@@ -219,6 +243,7 @@ impl Config {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| invalid(format!("server.listen: {listen_text:?} is not an address like 127.0.0.1:2222")))?;
+        let logins = login_limits(&raw.server).map_err(invalid)?;
         let data_dir = base.join(raw.server.data_dir.unwrap_or_else(|| PathBuf::from("data")));
         let recordings_dir = base.join(raw.server.recordings_dir.unwrap_or_else(|| PathBuf::from("recordings")));
 
@@ -247,8 +272,28 @@ impl Config {
             recordings_dir: normalize(&recordings_dir),
             recording: RecordingConfig { zstd_level, flush_interval: Duration::from_millis(flush_ms) },
             upstream_connect_timeout: Duration::from_secs(connect_secs),
+            logins,
         })
     }
+}
+
+fn login_limits(raw: &RawServer) -> Result<LoginLimits, String> {
+    let defaults = LoginLimits::default();
+    let grace = raw.login_grace_secs.unwrap_or(defaults.grace.as_secs());
+    if !(1..=600).contains(&grace) {
+        return Err(format!("server.login_grace_secs: {grace} is not within 1..=600"));
+    }
+    let max = raw.max_unauthenticated.unwrap_or(defaults.max);
+    if !(1..=10_000).contains(&max) {
+        return Err(format!("server.max_unauthenticated: {max} is not within 1..=10000"));
+    }
+    let max_per_address = raw.max_unauthenticated_per_address.unwrap_or(defaults.max_per_address);
+    if !(1..=max).contains(&max_per_address) {
+        return Err(format!(
+            "server.max_unauthenticated_per_address: {max_per_address} is not within 1..={max} (server.max_unauthenticated)"
+        ));
+    }
+    Ok(LoginLimits { grace: Duration::from_secs(grace), max, max_per_address })
 }
 
 fn policy_config(raw: &RawPolicy) -> Result<PolicyConfig, String> {
@@ -387,6 +432,20 @@ mod tests {
         assert_eq!(cfg.data_dir, PathBuf::from("/srv/data"));
         assert_eq!(cfg.recordings_dir, PathBuf::from("/srv/recordings"));
         assert_eq!(cfg.recording.flush_interval, Duration::from_secs(1));
+        assert_eq!(cfg.logins.grace, Duration::from_secs(120));
+        assert_eq!((cfg.logins.max, cfg.logins.max_per_address), (100, 10));
+    }
+
+    #[test]
+    fn login_limits_are_checked() {
+        let load = |text: &str| Config::from_toml(Path::new("/x/c.toml"), &format!("[server]\n{text}"));
+        let cfg =
+            load("login_grace_secs = 30\nmax_unauthenticated = 50\nmax_unauthenticated_per_address = 50\n").unwrap();
+        assert_eq!((cfg.logins.grace, cfg.logins.max, cfg.logins.max_per_address), (Duration::from_secs(30), 50, 50));
+        let err = load("login_grace_secs = 0\n").unwrap_err().to_string();
+        assert!(err.contains("server.login_grace_secs: 0 is not within 1..=600"), "{err}");
+        let err = load("max_unauthenticated = 5\n").unwrap_err().to_string();
+        assert!(err.contains("server.max_unauthenticated_per_address: 10 is not within 1..=5"), "{err}");
     }
 
     #[test]

@@ -134,3 +134,92 @@ fn forwarding_sftp_and_scp_are_refused() {
     assert!(!out.status.success(), "scp went through");
     assert!(!copied.exists());
 }
+
+/// A TCP connection to the gate from `source` (any 127.0.0.0/8 address).
+fn connect_from(source: &str, bastion: &Bastion) -> std::net::TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(format!("127.0.0.1:{}", bastion.port).parse().unwrap()).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// What the gate sends on `stream` until it closes it; None if it is still open after
+/// `within`.
+fn until_closed(stream: &mut std::net::TcpStream, within: std::time::Duration) -> Option<String> {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.checked_duration_since(std::time::Instant::now())?;
+        stream.set_read_timeout(Some(left.max(std::time::Duration::from_millis(1)))).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&got).into_owned());
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Reads the gate's version line (the connection is accepted and counted).
+fn greeted(stream: &mut std::net::TcpStream) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed before the version line");
+        line.push(byte[0]);
+    }
+    assert!(line.starts_with(b"SSH-2.0-"), "{:?}", String::from_utf8_lossy(&line));
+}
+
+#[test]
+fn connections_not_logged_in_are_bounded_and_closed_after_the_grace_time() {
+    use std::io::Write;
+    let w = World::with_tables(
+        "login_grace_secs = 2\nmax_unauthenticated = 4\nmax_unauthenticated_per_address = 3\n",
+        "[policy]\nrequire_acknowledgements = false\nrequire_supervisor = false\n",
+    );
+    w.book_now("erp01", &w.account.clone());
+    // A logged-in session holds no place.
+    let mut session = w.start_long_session(Stdio::null());
+    // Three connections from 127.0.0.1 that never log in: one says nothing at all, two
+    // send their version line and stop there (in the key exchange).
+    let mut silent: Vec<_> = (0..3).map(|_| connect_from("127.0.0.1", &w.bastion)).collect();
+    for (i, stream) in silent.iter_mut().enumerate() {
+        greeted(stream);
+        if i > 0 {
+            stream.write_all(b"SSH-2.0-OpenSSH_9.9 stalled\r\n").unwrap();
+        }
+    }
+    // A fourth from that address is closed at once, before a word.
+    let mut fourth = connect_from("127.0.0.1", &w.bastion);
+    assert_eq!(until_closed(&mut fourth, std::time::Duration::from_secs(10)).as_deref(), Some(""));
+    // Another address has room, until four are waiting in all.
+    let mut other = connect_from("127.0.0.2", &w.bastion);
+    greeted(&mut other);
+    let mut fifth = connect_from("127.0.0.3", &w.bastion);
+    assert_eq!(until_closed(&mut fifth, std::time::Duration::from_secs(10)).as_deref(), Some(""));
+    // The grace time over, each is closed.
+    silent.push(other);
+    for (i, stream) in silent.iter_mut().enumerate() {
+        assert!(
+            until_closed(stream, std::time::Duration::from_secs(30)).is_some(),
+            "{i} still open after the grace time"
+        );
+    }
+    assert!(w.bastion.log().contains("no login within 2s: connection closed"), "{}", w.bastion.log());
+    // The session went on, and logins work again.
+    assert_eq!(stdout(&w.exec("echo in")), "in\n");
+    let _ = session.kill();
+    let _ = session.wait();
+}

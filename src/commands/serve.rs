@@ -49,6 +49,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("listening on {bound}");
 
     let gate = Arc::new(Gate {
+        startups: Arc::new(crate::gate::Startups::new(config.logins.clone())),
         config,
         store: Arc::new(store),
         keys: Arc::new(keys),

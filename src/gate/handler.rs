@@ -9,9 +9,10 @@ use std::sync::Arc;
 use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Gate;
+use super::startups::Startup;
 use crate::names::LoginName;
 use crate::policy::{env_allowed, is_file_transfer};
 
@@ -43,11 +44,23 @@ pub struct GateHandler {
     /// An authentication refusal was audited already (clients offer several keys).
     refusal_audited: bool,
     events: Option<mpsc::Sender<GateEvent>>,
+    /// The connection's place among those not logged in yet, given back at login.
+    startup: Option<Startup>,
+    /// Told at login (the gate closes connections that take too long).
+    logged_in: Option<oneshot::Sender<()>>,
 }
 
 impl GateHandler {
-    pub fn new(gate: Arc<Gate>, peer: SocketAddr) -> GateHandler {
-        GateHandler { gate, peer, login: None, refusal_audited: false, events: None }
+    pub fn new(gate: Arc<Gate>, peer: SocketAddr, startup: Startup, logged_in: oneshot::Sender<()>) -> GateHandler {
+        GateHandler {
+            gate,
+            peer,
+            login: None,
+            refusal_audited: false,
+            events: None,
+            startup: Some(startup),
+            logged_in: Some(logged_in),
+        }
     }
 
     /// Who `user` with `key` is: an enabled technician (the bare name), or a registered
@@ -128,6 +141,10 @@ impl russh::server::Handler for GateHandler {
         let Some(login) = self.login.clone() else {
             return Err(russh::Error::NotAuthenticated);
         };
+        self.startup = None;
+        if let Some(logged_in) = self.logged_in.take() {
+            let _ = logged_in.send(());
+        }
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         self.events = Some(tx);
         let gate = self.gate.clone();

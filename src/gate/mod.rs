@@ -4,12 +4,15 @@
 //! once and passes channels on; the session task decides everything else.
 
 mod handler;
+mod startups;
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,6 +23,7 @@ use crate::session::LiveSessions;
 use crate::store::Store;
 
 pub use handler::GateEvent;
+pub use startups::Startups;
 
 /// Everything a connection needs, shared by all of them.
 #[derive(Debug)]
@@ -35,6 +39,8 @@ pub struct Gate {
     pub clock: Clock,
     /// Running sessions, so the scheduler can warn and end them.
     pub live: LiveSessions,
+    /// Connections not logged in yet (bounded by `config.logins`).
+    pub startups: Arc<Startups>,
 }
 
 impl Gate {
@@ -71,21 +77,49 @@ impl Gate {
         }
     }
 
+    /// One connection: logged in within the grace time, or closed.
     async fn connection(
         self: Arc<Self>,
         config: Arc<russh::server::Config>,
         socket: tokio::net::TcpStream,
         peer: SocketAddr,
     ) {
-        let handler = handler::GateHandler::new(self.clone(), peer);
-        match russh::server::run_stream(config, socket, handler).await {
-            Ok(running) => {
-                if let Err(err) = running.await {
-                    tracing::debug!(%peer, "connection ended: {err}");
-                }
+        // Too many connections not logged in yet: this one is closed before a word.
+        let Some(startup) = self.startups.enter(peer.ip()) else { return };
+        let grace = self.config.logins.grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        let (logged_in, login) = oneshot::channel();
+        // The same socket, to shut it if the client has not logged in in time. Without it
+        // (no descriptor left), the connection is not taken: it could not be cut off.
+        let Ok(cutoff) = socket.as_fd().try_clone_to_owned().map(std::net::TcpStream::from) else { return };
+        let handler = handler::GateHandler::new(self.clone(), peer, startup, logged_in);
+        // Until the client's version line, russh has not started the connection's task.
+        let closed = || tracing::info!(%peer, "no login within {}s: connection closed", grace.as_secs());
+        let running = match tokio::time::timeout_at(deadline, russh::server::run_stream(config, socket, handler)).await
+        {
+            Ok(Ok(running)) => running,
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, "handshake failed: {err}");
+                return;
             }
-            Err(err) => tracing::debug!(%peer, "handshake failed: {err}"),
+            Err(_) => {
+                closed();
+                return;
+            }
+        };
+        let mut running = std::pin::pin!(running);
+        tokio::select! {
+            ended = &mut running => return connection_ended(peer, ended),
+            // Logged in (or the handler is gone with the connection): it runs to its end.
+            login = tokio::time::timeout_at(deadline, login) => if login.is_err() {
+                closed();
+                // russh's task may be waiting in the key exchange, where it reads nothing
+                // else: the socket itself is shut, and the task ends on it.
+                let _ = cutoff.shutdown(std::net::Shutdown::Both);
+            },
         }
+        drop(cutoff);
+        connection_ended(peer, running.await);
     }
 
     fn server_config(&self) -> russh::server::Config {
@@ -107,5 +141,11 @@ impl Gate {
             preferred: crate::ssh::gate_preferred(),
             ..Default::default()
         }
+    }
+}
+
+fn connection_ended(peer: SocketAddr, ended: Result<(), russh::Error>) {
+    if let Err(err) = ended {
+        tracing::debug!(%peer, "connection ended: {err}");
     }
 }

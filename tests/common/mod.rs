@@ -115,13 +115,18 @@ impl Bastion {
 
     /// A bastion whose config has `extra` appended (e.g. a `[policy]` or `[mail]` table).
     pub fn with_config(dir: &Path, extra: &str) -> Bastion {
+        Bastion::with_tables(dir, "", extra)
+    }
+
+    /// The same, with `server` lines added to the `[server]` table.
+    pub fn with_tables(dir: &Path, server: &str, extra: &str) -> Bastion {
         let dir = dir.join("bastion");
         std::fs::create_dir_all(dir.join("config")).unwrap();
         let config = dir.join("config/chaperone.toml");
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"../data\"\nrecordings_dir = \"../recordings\"\n\n\
+                "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"../data\"\nrecordings_dir = \"../recordings\"\n{server}\n\
                  [recording]\nflush_interval_ms = 200\n\n[upstream]\nconnect_timeout_secs = 5\n\n{extra}\n"
             ),
         )
@@ -307,8 +312,13 @@ impl World {
 
     /// Registered and serving, no booking; `extra` config appended.
     pub fn bare(extra: &str) -> World {
+        World::with_tables("", extra)
+    }
+
+    /// The same, with `server` lines added to the config's `[server]` table.
+    pub fn with_tables(server: &str, extra: &str) -> World {
         let tmp = tempfile::tempdir().unwrap();
-        let mut bastion = Bastion::with_config(tmp.path(), extra);
+        let mut bastion = Bastion::with_tables(tmp.path(), server, extra);
         bastion.set_clock(TEST_NOW);
         let sshd = Sshd::start(tmp.path(), &bastion.upstream_public_key());
         let vendor = VendorClient::new(tmp.path(), "acme");
