@@ -31,6 +31,9 @@ cat > "$W/config/chaperone.toml" <<TOML
 [server]
 data_dir = "../data"
 recordings_dir = "../recordings"
+# Every benchmark client logs in from 127.0.0.1, up to a thousand at once (scale.sh).
+max_unauthenticated = 2000
+max_unauthenticated_per_address = 2000
 [recording]
 zstd_level = ${ZSTD_LEVEL:-1}
 [policy]
