@@ -66,5 +66,5 @@ wait_all() { for i in $(seq 1 20); do while [ ! -s "$W/t.$i" ]; do sleep 0.2; do
 wait_all
 cat "$W"/t.* | awk -v size="$(stat -c %s "$W/stream")" -v window="$window" -v start="$go" '
     $1 == "failed" { failed++; next }
-    { d = $1 - start; r = size / d / 1e6; sum += r; if ($1 > end) end = $1 }
-    END { n = NR - failed; printf "20 streams of %.0f MB at once%s: %.0f MB/s in all, %.1f MB/s each on average; %s\n", size/1e6, failed ? sprintf(" (%d could not log in)", failed) : "", n*size/(end-start)/1e6, sum/n, window }'
+    { d = $1 - start; r = size / d / 1e6; sum += r; if ($1 > end) end = $1; if (lo == "" || r < lo) lo = r; if (r > hi) hi = r }
+    END { n = NR - failed; printf "20 streams of %.0f MB at once%s: %.0f MB/s in all, %.1f MB/s each on average; over each whole stream slowest %.1f, fastest %.1f MB/s (%.2f); %s\n", size/1e6, failed ? sprintf(" (%d could not log in)", failed) : "", n*size/(end-start)/1e6, sum/n, lo, hi, lo/hi, window }'
