@@ -22,7 +22,8 @@
 //! - [`plan`]: the written session plan: title and steps, signature checks.
 //! - [`policy`]: pure rules: admission inside approved windows, booking rules.
 //! - [`scheduler`]: window edges, warnings and ends of running sessions, mail delivery.
-//! - [`gate`]: the SSH server facing vendors; a thin russh handler that hands work on.
+//! - [`gate`]: the SSH server facing vendors; a thin russh handler that hands work on,
+//!   and the bounds on connections not logged in yet.
 //! - [`session`]: one admitted login: upstream connection, channel relays, recordings.
 //! - [`ssh`]: SSH settings both sides share (cipher preference by CPU).
 //! - [`upstream`]: the SSH client facing the target, with host-key pinning.

@@ -1,7 +1,9 @@
 //! The gate: the SSH server everyone connects to. It authenticates vendors by public key
 //! and hands each authenticated connection to a [`crate::session`] task. The russh
 //! handler ([`handler::GateHandler`]) stays thin: it answers what russh needs answered at
-//! once and passes channels on; the session task decides everything else.
+//! once and passes channels on; the session task decides everything else. Connections
+//! that have not logged in yet are bounded in number (`startups`) and in time (the
+//! login grace time): they cannot hold the gate's sockets away from those who log in.
 
 mod handler;
 mod startups;
