@@ -66,7 +66,7 @@ const RECEIVE_BUFFER: u32 = 4 * 1024 * 1024;
 /// fixed 4 MiB, every session's target may keep sending, and the relays share the CPU
 /// evenly. Only where `net.core.rmem_max` allows 4 MiB: below it the kernel would cap the
 /// buffer there, under what autotuning reaches by itself (up to `tcp_rmem`'s maximum).
-fn fixed_receive_buffer() -> Option<u32> {
+pub fn fixed_receive_buffer() -> Option<u32> {
     static SIZE: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
     *SIZE.get_or_init(|| {
         let max: u64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok()?.trim().parse().ok()?;

@@ -47,6 +47,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = out.flush();
     }
     tracing::info!("listening on {bound}");
+    if crate::upstream::fixed_receive_buffer().is_none() {
+        tracing::info!(
+            "net.core.rmem_max is below 4 MiB: connections to targets keep autotuned receive buffers \
+             (under many concurrent floods some sessions may then crawl; see the README's Performance section)"
+        );
+    }
 
     let gate = Arc::new(Gate {
         startups: Arc::new(crate::gate::Startups::new(config.logins.clone())),
