@@ -204,10 +204,14 @@ impl Screen {
     }
 }
 
+/// The largest terminal side kept: wider than any real terminal, small enough that an
+/// emulator (here, in a player, in a browser) holds the screen easily.
+pub const MAX_SIDE: u32 = 1000;
+
 /// A terminal side as the emulator takes it: sizes come from vendors (window-change
 /// requests, recorded resizes) and are kept sane.
 pub fn clamp_side(side: usize) -> usize {
-    side.clamp(1, 1000)
+    side.clamp(1, MAX_SIDE as usize)
 }
 
 /// A terminal emulator of `cols`×`rows`, clamped (the mirror's screens, replay's seeks).

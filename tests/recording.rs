@@ -50,6 +50,29 @@ fn exec_session_is_recorded_with_its_metadata() {
     assert!(listed.contains("acme@erp01") && listed.contains("exit 4"), "{listed}");
 }
 
+/// A vendor's client may claim any terminal size; every player of the recording would
+/// have to hold that screen. The recording keeps sizes within 1000×1000 and says what was
+/// claimed; the target still gets what the client asked for.
+#[test]
+fn an_absurd_terminal_size_is_recorded_within_bounds_and_noted() {
+    let w = World::new();
+    let mut pty = w.vendor_prompt(65535, 65535);
+    pty.type_text("stty size\r");
+    pty.expect("65535 65535");
+    pty.type_text("exit\r");
+    assert!(pty.wait(Duration::from_secs(15)).success(), "{}", pty.output());
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let plain = Command::new("zstd").args(["-dc"]).arg(w.folder(&id).join("session.cast.zst")).output().unwrap();
+    let text = String::from_utf8(plain.stdout).unwrap();
+    let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["term"]["cols"], 1000, "{header}");
+    assert_eq!(header["term"]["rows"], 1000, "{header}");
+    assert!(text.contains("the vendor's client reported a terminal of 65535x65535; recorded as 1000x1000"), "{text}");
+    let out = w.bastion.run(&["replay", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn interactive_session_with_resize_is_read_by_asciinema() {
     let w = World::new();

@@ -14,6 +14,7 @@ use super::Event;
 use super::asciicast::{EventClock, Header, Term, Utf8Carry, close_event, open_event, push_event};
 use super::frames::{FrameSink, Frames};
 use crate::config::RecordingConfig;
+use crate::mirror::MAX_SIDE;
 
 /// Pending encoded text that closes a frame before the flush interval is up: large enough
 /// for good compression, small enough that a busy session's memory stays flat (a flood
@@ -92,6 +93,39 @@ impl<S: FrameSink> Encoder<S> {
     /// Encodes one event that happened at `at`; hands a frame to compression when enough
     /// text is pending.
     pub fn encode(&mut self, at: Instant, event: Event) -> std::io::Result<()> {
+        // Sizes come from the vendor's client: an absurd one (65535×65535) would make every
+        // player of the recording, a dispute's included, try to hold a screen that large.
+        // They are recorded within `MAX_SIDE`, with a marker saying what was claimed.
+        let (event, claimed) = match event {
+            Event::Start { mut term, command } => {
+                let claimed = (term.cols, term.rows);
+                (term.cols, term.rows) = (term.cols.min(MAX_SIDE), term.rows.min(MAX_SIDE));
+                let changed = claimed != (term.cols, term.rows);
+                (Event::Start { term, command }, changed.then_some(claimed))
+            }
+            Event::Resize { cols, rows } => {
+                let (c, r) = (cols.clamp(1, MAX_SIDE), rows.clamp(1, MAX_SIDE));
+                (Event::Resize { cols: c, rows: r }, ((c, r) != (cols, rows)).then_some((cols, rows)))
+            }
+            other => (other, None),
+        };
+        let resized_to = match &event {
+            Event::Resize { cols, rows } => Some((*cols, *rows)),
+            _ => None,
+        };
+        let result = self.encode_bounded(at, event);
+        if let (Some((cols, rows)), Some(header)) = (claimed, &self.header) {
+            let (kept_cols, kept_rows) = resized_to.unwrap_or((header.term.cols, header.term.rows));
+            let note = format!(
+                "the vendor's client reported a terminal of {cols}x{rows}; recorded as {kept_cols}x{kept_rows}"
+            );
+            let interval = self.clock.interval_ms(at);
+            self.push_closed(interval, "m", &note);
+        }
+        result
+    }
+
+    fn encode_bounded(&mut self, at: Instant, event: Event) -> std::io::Result<()> {
         match event {
             Event::Start { term, command } => {
                 self.summary.command.clone_from(&command);
@@ -279,5 +313,34 @@ mod tests {
             text.lines().skip(1).map(|line| serde_json::from_str::<(f64, String, String)>(line).unwrap().2).collect();
         assert_eq!(output.len(), sent + "after".len());
         assert!(output.ends_with("text\nafter"));
+    }
+
+    #[test]
+    fn absurd_terminal_sizes_are_recorded_within_bounds_with_what_was_claimed() {
+        let start = Instant::now();
+        let mut enc = Encoder::new("t".into(), Utc::now(), RecordingConfig::default(), start, Vec::new());
+        let term = Term { cols: 65535, rows: 40, kind: Some("xterm".into()) };
+        enc.encode(start, Event::Start { term, command: None }).unwrap();
+        enc.encode(start, Event::Resize { cols: 120, rows: 50 }).unwrap();
+        enc.encode(start, Event::Resize { cols: 0, rows: 4_000_000 }).unwrap();
+        let file = enc.finish().unwrap();
+        let text = String::from_utf8(zstd::decode_all(&file[..]).unwrap()).unwrap();
+        let mut lines = text.lines();
+        let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!((header["term"]["cols"].as_u64(), header["term"]["rows"].as_u64()), (Some(1000), Some(40)));
+        let events: Vec<(String, String)> = lines
+            .map(|line| serde_json::from_str::<(f64, String, String)>(line).unwrap())
+            .map(|(_, code, data)| (code, data))
+            .collect();
+        let event = |code: &str, data: &str| (code.to_string(), data.to_string());
+        assert_eq!(
+            events,
+            vec![
+                event("m", "the vendor's client reported a terminal of 65535x40; recorded as 1000x40"),
+                event("r", "120x50"),
+                event("r", "1x1000"),
+                event("m", "the vendor's client reported a terminal of 0x4000000; recorded as 1x1000"),
+            ]
+        );
     }
 }
