@@ -110,7 +110,7 @@ async fn emulate(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if !catch_up(&mut rx, &mut screen) {
+                if catch_up(&mut rx, &mut screen).is_none() {
                     return;
                 }
             }
@@ -132,13 +132,20 @@ async fn emulate(
     }
 }
 
+/// Resizes applied per tick before the rest count as a storm. Dragging a window's edge
+/// makes a few per tick; a vendor's client can send thousands a second (each costs the
+/// emulator a screen of up to 1000×1000 cells, on the runtime's workers).
+const RESIZES_PER_TICK: usize = 8;
+
 /// Parses what arrived since the last call: all of it, or only the newest frames when a
-/// flood came by (resizes are always applied: they shape the screen). False once the
-/// mirror is gone.
-fn catch_up(rx: &mut broadcast::Receiver<(u64, Frame)>, screen: &mut Screen) -> bool {
+/// flood came by. Resizes shape the screen and are applied in order, up to
+/// [`RESIZES_PER_TICK`]; in a storm beyond that only the newest size counts, with the
+/// output after it. Returns how many resizes were applied; None once the mirror is gone.
+fn catch_up(rx: &mut broadcast::Receiver<(u64, Frame)>, screen: &mut Screen) -> Option<usize> {
     use broadcast::error::TryRecvError;
     let mut tail: std::collections::VecDeque<(u64, Bytes)> = std::collections::VecDeque::new();
     let mut tail_bytes = 0;
+    let (mut resizes, mut storm) = (0, None);
     let open = loop {
         match rx.try_recv() {
             Ok((seq, Frame::Output(data))) => {
@@ -151,6 +158,15 @@ fn catch_up(rx: &mut broadcast::Receiver<(u64, Frame)>, screen: &mut Screen) -> 
                     }
                 }
             }
+            Ok((seq, frame)) if resizes >= RESIZES_PER_TICK => {
+                // A storm: the output before this size is skipped, as in a flood.
+                if let Some((last, _)) = tail.back() {
+                    screen.seq = *last;
+                }
+                tail.clear();
+                tail_bytes = 0;
+                storm = Some((seq, frame));
+            }
             Ok((seq, frame)) => {
                 // A resize shapes the screen: apply what came before it, then it.
                 for (seq, data) in tail.drain(..) {
@@ -158,6 +174,7 @@ fn catch_up(rx: &mut broadcast::Receiver<(u64, Frame)>, screen: &mut Screen) -> 
                 }
                 tail_bytes = 0;
                 screen.apply(seq, &frame);
+                resizes += 1;
             }
             // Fell out of the ring: same as skipping.
             Err(TryRecvError::Lagged(_)) => continue,
@@ -165,10 +182,14 @@ fn catch_up(rx: &mut broadcast::Receiver<(u64, Frame)>, screen: &mut Screen) -> 
             Err(TryRecvError::Closed) => break false,
         }
     };
+    if let Some((seq, frame)) = storm {
+        screen.apply(seq, &frame);
+        resizes += 1;
+    }
     for (seq, data) in tail {
         screen.apply(seq, &Frame::Output(data));
     }
-    open
+    open.then_some(resizes)
 }
 
 struct Screen {
@@ -252,5 +273,37 @@ mod tests {
         let mut replay = avt::Terminal::new(20, 5).unwrap();
         replay.feed(again.dump.as_str());
         assert_eq!(replay.screen().text()[1].trim_end(), "bold wärld");
+    }
+
+    #[tokio::test]
+    async fn a_resize_storm_costs_the_emulator_a_few_resizes_per_tick_and_ends_right() {
+        let (tx, mut rx) = broadcast::channel(RING_FRAMES);
+        let mut screen = Screen::new(80, 24);
+        let mut seq = 0;
+        let mut send = |frame: Frame| {
+            seq += 1;
+            tx.send((seq, frame)).unwrap();
+        };
+        // A window dragged: a few sizes with output between, all applied.
+        for cols in [81, 82, 83] {
+            send(Frame::Resize { cols, rows: 24 });
+            send(Frame::Output(Bytes::from(format!("at {cols}\r\n"))));
+        }
+        assert_eq!(catch_up(&mut rx, &mut screen), Some(3));
+        assert_eq!(screen.cols, 83);
+        // A storm: 500 alternating sizes up to 1000×1000, each with a line after it.
+        for i in 0..500u32 {
+            let side = if i % 2 == 0 { 1000 } else { 2 };
+            send(Frame::Resize { cols: side, rows: side });
+            send(Frame::Output(Bytes::from(format!("line {i}\r\n"))));
+        }
+        send(Frame::Resize { cols: 40, rows: 10 });
+        send(Frame::Output(Bytes::from_static(b"after the storm")));
+        assert_eq!(catch_up(&mut rx, &mut screen), Some(RESIZES_PER_TICK + 1));
+        assert_eq!((screen.cols, screen.rows), (40, 10));
+        assert_eq!(screen.seq, seq);
+        let mut replay = avt::Terminal::new(40, 10).unwrap();
+        replay.feed(screen.vt.dump().as_str());
+        assert!(replay.screen().text().iter().any(|line| line.trim_end() == "after the storm"));
     }
 }
