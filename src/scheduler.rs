@@ -7,6 +7,7 @@
 //!   gets a cancellation e-mail.
 //! - Deliver pending e-mails, retrying failures with backoff; every outcome is audited.
 //!   Mail never blocks admission: it runs here, apart from the gate.
+//! - Audit the counts of failed logins beyond the itemized rate, as each minute is over.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +35,13 @@ pub async fn run(gate: Arc<Gate>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            _ = gate.shutdown.cancelled() => return,
+            _ = gate.shutdown.cancelled() => {
+                gate.audit_counted_failures(true);
+                return;
+            }
             _ = tick.tick() => {}
         }
+        gate.audit_counted_failures(false);
         let now = gate.clock.now();
         if let Err(err) = sessions(&gate, now) {
             tracing::error!("scheduler: {err}");

@@ -24,6 +24,27 @@ fn unknown_vendor_and_wrong_key_get_permission_denied() {
     assert!(err.contains("Permission denied"), "{err}");
 }
 
+/// A key-guessing client cannot grow the audit log by a row per connection: ten failed
+/// logins a minute from one address are itemized, the rest counted, and the count is
+/// audited when the minute is over (here: at shutdown).
+#[test]
+fn failed_logins_beyond_ten_a_minute_from_one_address_are_counted_not_itemized() {
+    let w = World::new();
+    let stranger = VendorClient::new(w.tmp.path(), "stranger");
+    stranger.trust(&w.bastion);
+    for _ in 0..13 {
+        refused(&w, &stranger, "acme:erp01");
+    }
+    let audit = w.bastion.ok(&["audit"]);
+    assert_eq!(audit.matches("authentication refused from 127.0.0.1").count(), 10, "{audit}");
+    let mut bastion = w.bastion;
+    bastion.signal(libc::SIGTERM);
+    assert!(bastion.wait(std::time::Duration::from_secs(20)).success());
+    let audit = bastion.ok(&["audit"]);
+    assert!(audit.contains("3 more authentication refusals from 127.0.0.1 in the minute from"), "{audit}");
+    assert!(bastion.ok(&["audit", "verify"]).contains("audit log intact"));
+}
+
 #[test]
 fn disabled_vendor_is_refused_until_enabled_without_restart() {
     let w = World::new();

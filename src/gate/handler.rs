@@ -97,7 +97,7 @@ impl GateHandler {
         if let Some(login) = LoginName::parse(user) {
             event = event.vendor(login.vendor);
         }
-        self.gate.audit(event);
+        self.gate.audit_failed_login(self.peer.ip(), event);
     }
 
     async fn refuse_forwarding(&self, kind: &str, reply: ChannelOpenHandle) {

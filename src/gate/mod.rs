@@ -5,6 +5,7 @@
 //! that have not logged in yet are bounded in number (`startups`) and in time (the
 //! login grace time): they cannot hold the gate's sockets away from those who log in.
 
+mod failures;
 mod handler;
 mod startups;
 
@@ -24,6 +25,7 @@ use crate::keys::Keys;
 use crate::session::LiveSessions;
 use crate::store::Store;
 
+pub use failures::FailedLogins;
 pub use handler::GateEvent;
 pub use startups::Startups;
 
@@ -43,6 +45,8 @@ pub struct Gate {
     pub live: LiveSessions,
     /// Connections not logged in yet (bounded by `config.logins`).
     pub startups: Arc<Startups>,
+    /// Failed logins per address, itemized in the audit log up to a rate.
+    pub failed_logins: FailedLogins,
 }
 
 impl Gate {
@@ -50,6 +54,26 @@ impl Gate {
     pub fn audit(&self, event: crate::audit::Event) {
         if let Err(err) = self.store.audit(self.clock.now(), &event) {
             tracing::error!("cannot write the audit log ({}): {err}", event.kind);
+        }
+    }
+
+    /// Audits a failed login from `address`: itemized up to a rate per address, counted
+    /// beyond it (see [`FailedLogins`]).
+    pub fn audit_failed_login(&self, address: std::net::IpAddr, event: crate::audit::Event) {
+        let (itemize, closed) = self.failed_logins.note(address, std::time::Instant::now(), self.clock.now());
+        if let Some(counted) = closed {
+            self.audit(crate::audit::Event::new("login.refused", counted.detail()));
+        }
+        if itemize {
+            self.audit(event);
+        }
+    }
+
+    /// Audits the counts of failed logins whose minute is over (`all`: every count, at
+    /// shutdown). The scheduler's tick.
+    pub fn audit_counted_failures(&self, all: bool) {
+        for counted in self.failed_logins.sweep(std::time::Instant::now(), all) {
+            self.audit(crate::audit::Event::new("login.refused", counted.detail()));
         }
     }
 }
