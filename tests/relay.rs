@@ -232,9 +232,17 @@ fn input_the_targets_never_read_is_held_up_to_one_budget_per_session() {
     let mux = Multiplexer::start(&w);
     let before = status_kb(pid, "RssAnon:");
     // Three channels upload without end to commands that never read their input: the
-    // target stops taking it, and what the vendor keeps sending waits in the bastion.
-    let zero = || Stdio::from(std::fs::File::open("/dev/zero").unwrap());
-    let mut uploads: Vec<_> = (0..3).map(|_| started_channel(&mux, "echo started; sleep 600", zero())).collect();
+    // target stops taking it, and what the vendor keeps sending waits in the bastion. All
+    // three are open before any sends: once the budget is full, the whole connection waits
+    // (a channel opened then would start only when the target reads).
+    let mut uploads: Vec<_> = (0..3).map(|_| started_channel(&mux, "echo started; sleep 60", Stdio::piped())).collect();
+    for upload in &mut uploads {
+        let mut stdin = upload.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let zeros = vec![0u8; 1 << 20];
+            while std::io::Write::write_all(&mut stdin, &zeros).is_ok() {}
+        });
+    }
     // Until the bastion's memory stops growing (three seconds without 1 MiB more).
     let (mut last, mut still) = (status_kb(pid, "RssAnon:"), std::time::Instant::now());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
