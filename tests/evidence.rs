@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use crate::common::*;
 
@@ -113,13 +112,7 @@ fn unpack(bundle: &Path, into: &Path) {
 #[test]
 fn the_dispute_bundle_verifies_by_hand_and_plays_offline_in_chromium() {
     let w = World::new();
-    let mut pty = w.vendor_prompt(90, 24);
-    pty.type_text("echo bundle-proof-$((6*7))\r");
-    pty.expect("bundle-proof-42");
-    pty.type_text("exit\r");
-    assert!(pty.wait(Duration::from_secs(15)).success(), "{}", pty.output());
-    let id = w.last_session();
-    w.ended_session_json(&id);
+    let id = w.prompt_session(90, 24, "echo bundle-proof-$((6*7))", "bundle-proof-42");
     let folder = w.folder(&id);
     w.eventually("the final seal", || {
         std::fs::read_to_string(folder.join("seal")).unwrap_or_default().contains(" audit.jsonl ")

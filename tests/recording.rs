@@ -56,13 +56,7 @@ fn exec_session_is_recorded_with_its_metadata() {
 #[test]
 fn an_absurd_terminal_size_is_recorded_within_bounds_and_noted() {
     let w = World::new();
-    let mut pty = w.vendor_prompt(65535, 65535);
-    pty.type_text("stty size\r");
-    pty.expect("65535 65535");
-    pty.type_text("exit\r");
-    assert!(pty.wait(Duration::from_secs(15)).success(), "{}", pty.output());
-    let id = w.last_session();
-    w.ended_session_json(&id);
+    let id = w.prompt_session(65535, 65535, "stty size", "65535 65535");
     let plain = Command::new("zstd").args(["-dc"]).arg(w.folder(&id).join("session.cast.zst")).output().unwrap();
     let text = String::from_utf8(plain.stdout).unwrap();
     let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();

@@ -421,6 +421,19 @@ impl World {
         pty
     }
 
+    /// A shell session of `cols`×`rows` that runs `command`, waits for `shown`, and exits;
+    /// returns the session's id once it has ended.
+    pub fn prompt_session(&self, cols: u16, rows: u16, command: &str, shown: &str) -> String {
+        let mut pty = self.vendor_prompt(cols, rows);
+        pty.type_text(&format!("{command}\r"));
+        pty.expect(shown);
+        pty.type_text("exit\r");
+        assert!(pty.wait(Duration::from_secs(15)).success(), "{}", pty.output());
+        let id = self.last_session();
+        self.ended_session_json(&id);
+        id
+    }
+
     /// `ssh alice@bastion COMMAND` (the technician's console), waiting for it.
     pub fn console(&self, command: &str) -> Output {
         self.tech.ssh(&self.bastion, "alice").arg(command).stdin(Stdio::null()).output().unwrap()
