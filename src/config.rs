@@ -287,7 +287,8 @@ fn login_limits(raw: &RawServer) -> Result<LoginLimits, String> {
     if !(1..=10_000).contains(&max) {
         return Err(format!("server.max_unauthenticated: {max} is not within 1..=10000"));
     }
-    let max_per_address = raw.max_unauthenticated_per_address.unwrap_or(defaults.max_per_address);
+    // Unset, it follows a smaller `max_unauthenticated` down.
+    let max_per_address = raw.max_unauthenticated_per_address.unwrap_or(defaults.max_per_address.min(max));
     if !(1..=max).contains(&max_per_address) {
         return Err(format!(
             "server.max_unauthenticated_per_address: {max_per_address} is not within 1..={max} (server.max_unauthenticated)"
@@ -444,8 +445,10 @@ mod tests {
         assert_eq!((cfg.logins.grace, cfg.logins.max, cfg.logins.max_per_address), (Duration::from_secs(30), 50, 50));
         let err = load("login_grace_secs = 0\n").unwrap_err().to_string();
         assert!(err.contains("server.login_grace_secs: 0 is not within 1..=600"), "{err}");
-        let err = load("max_unauthenticated = 5\n").unwrap_err().to_string();
-        assert!(err.contains("server.max_unauthenticated_per_address: 10 is not within 1..=5"), "{err}");
+        let cfg = load("max_unauthenticated = 5\n").unwrap();
+        assert_eq!((cfg.logins.max, cfg.logins.max_per_address), (5, 5), "unset, the per-address bound follows");
+        let err = load("max_unauthenticated = 5\nmax_unauthenticated_per_address = 6\n").unwrap_err().to_string();
+        assert!(err.contains("server.max_unauthenticated_per_address: 6 is not within 1..=5"), "{err}");
     }
 
     #[test]
