@@ -156,7 +156,6 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The signing public key given with `--key`, or this bastion's own.
 /// The key a seal is checked against: `--key` (over ssh the key's line itself, never a
 /// file of the bastion's), or this bastion's own signing key.
 fn signing_key(config: &Config, key: Option<String>, over_ssh: bool) -> anyhow::Result<russh::keys::PublicKey> {
@@ -255,9 +254,8 @@ pub(super) fn channel_file(folder: &Path, channel: usize) -> anyhow::Result<Path
     Ok(path)
 }
 
-/// A session id from the store, a session id found under the recordings folder (the
-/// store may be gone), or a folder path.
-/// A session's folder, by session id or (locally, not over ssh) the folder's path.
+/// A session's folder: by a session id from the store, or found under the recordings
+/// folder (the store may be gone), or (locally, not over ssh) by the folder's path.
 pub(super) fn find_folder(config: &Config, store: &Store, id: &str, over_ssh: bool) -> anyhow::Result<PathBuf> {
     let as_path = Path::new(id);
     if over_ssh && !crate::id::is_session_id(id) {

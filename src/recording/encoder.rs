@@ -93,48 +93,22 @@ impl<S: FrameSink> Encoder<S> {
     /// Encodes one event that happened at `at`; hands a frame to compression when enough
     /// text is pending.
     pub fn encode(&mut self, at: Instant, event: Event) -> std::io::Result<()> {
-        // Sizes come from the vendor's client: an absurd one (65535×65535) would make every
-        // player of the recording, a dispute's included, try to hold a screen that large.
-        // They are recorded within `MAX_SIDE`, with a marker saying what was claimed.
-        let (event, claimed) = match event {
+        match event {
             Event::Start { mut term, command } => {
                 let claimed = (term.cols, term.rows);
                 (term.cols, term.rows) = (term.cols.min(MAX_SIDE), term.rows.min(MAX_SIDE));
-                let changed = claimed != (term.cols, term.rows);
-                (Event::Start { term, command }, changed.then_some(claimed))
-            }
-            Event::Resize { cols, rows } => {
-                let (c, r) = (cols.clamp(1, MAX_SIDE), rows.clamp(1, MAX_SIDE));
-                (Event::Resize { cols: c, rows: r }, ((c, r) != (cols, rows)).then_some((cols, rows)))
-            }
-            other => (other, None),
-        };
-        let resized_to = match &event {
-            Event::Resize { cols, rows } => Some((*cols, *rows)),
-            _ => None,
-        };
-        let result = self.encode_bounded(at, event);
-        if let (Some((cols, rows)), Some(header)) = (claimed, &self.header) {
-            let (kept_cols, kept_rows) = resized_to.unwrap_or((header.term.cols, header.term.rows));
-            let note = format!(
-                "the vendor's client reported a terminal of {cols}x{rows}; recorded as {kept_cols}x{kept_rows}"
-            );
-            let interval = self.clock.interval_ms(at);
-            self.push_closed(interval, "m", &note);
-        }
-        result
-    }
-
-    fn encode_bounded(&mut self, at: Instant, event: Event) -> std::io::Result<()> {
-        match event {
-            Event::Start { term, command } => {
+                let bounded = claimed != (term.cols, term.rows);
                 self.summary.command.clone_from(&command);
                 self.write_header(Some(term), command);
+                if let (true, Some(header)) = (bounded, &self.header) {
+                    let kept = (header.term.cols, header.term.rows);
+                    self.note_claimed_size(at, claimed, kept);
+                }
                 return Ok(());
             }
             Event::Resize { cols, rows } if self.header.is_none() => {
-                self.pending_term.cols = cols;
-                self.pending_term.rows = rows;
+                self.pending_term.cols = cols.clamp(1, MAX_SIDE);
+                self.pending_term.rows = rows.clamp(1, MAX_SIDE);
                 return Ok(());
             }
             _ => {}
@@ -156,7 +130,13 @@ impl<S: FrameSink> Encoder<S> {
                 self.summary.bytes_in += data.len() as u64;
                 self.append(Stream::Input, interval, &data);
             }
-            Event::Resize { cols, rows } => self.push_closed(interval, "r", &format!("{cols}x{rows}")),
+            Event::Resize { cols, rows } => {
+                let kept = (cols.clamp(1, MAX_SIDE), rows.clamp(1, MAX_SIDE));
+                self.push_closed(interval, "r", &format!("{}x{}", kept.0, kept.1));
+                if kept != (cols, rows) {
+                    self.note_claimed_size(at, (cols, rows), kept);
+                }
+            }
             Event::Exit(status) => {
                 self.summary.exit_status = Some(status);
                 self.push_closed(interval, "x", &status.to_string());
@@ -165,6 +145,16 @@ impl<S: FrameSink> Encoder<S> {
             Event::Start { .. } => {}
         }
         if self.buf.len() >= FRAME_BYTES { self.close_frame(true) } else { Ok(()) }
+    }
+
+    /// Sizes come from the vendor's client: an absurd one (65535×65535) would make every
+    /// player of the recording, a dispute's included, try to hold a screen that large. They
+    /// are recorded within `MAX_SIDE`, and a marker says what was claimed.
+    fn note_claimed_size(&mut self, at: Instant, (cols, rows): (u32, u32), (kept_cols, kept_rows): (u32, u32)) {
+        let note =
+            format!("the vendor's client reported a terminal of {cols}x{rows}; recorded as {kept_cols}x{kept_rows}");
+        let interval = self.clock.interval_ms(at);
+        self.push_closed(interval, "m", &note);
     }
 
     /// Decodes `data` into the open event of its kind, continuing it when it is the same
