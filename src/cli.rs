@@ -117,10 +117,17 @@ pub enum TechCommand {
     Show {
         name: String,
     },
-    /// The technician can no longer approve or supervise.
+    /// The technician can no longer approve or supervise; open console connections close.
     Disable {
         name: String,
     },
+    /// The technician may log in again.
+    Enable {
+        name: String,
+    },
+    /// Add or remove the technician's login keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
 }
 
 /// A booking id: `17` or `B-17`.
@@ -275,10 +282,30 @@ pub enum VendorCommand {
     List,
     /// Show one vendor with its keys.
     Show { name: String },
-    /// Refuse the vendor's logins until enabled again.
+    /// Refuse the vendor's logins until enabled again; its live sessions end.
     Disable { name: String },
     /// Allow the vendor's logins again.
     Enable { name: String },
+    /// Add or remove the vendor's login keys (people join and leave its team).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Add public key(s) to someone registered.
+    Add {
+        name: String,
+        /// OpenSSH public key line, or a path to a .pub file; may repeat.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+    },
+    /// Remove a key; live connections that logged in with it end.
+    Remove {
+        name: String,
+        /// The key's fingerprint (`SHA256:…`, as `show` lists it), its line, or a .pub file.
+        key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

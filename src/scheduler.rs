@@ -8,7 +8,11 @@
 //! - Deliver pending e-mails, retrying failures with backoff; every outcome is audited.
 //!   Mail never blocks admission: it runs here, apart from the gate.
 //! - Audit the counts of failed logins beyond the itemized rate, as each minute is over.
+//! - Access withdrawn while connected: a session ends when its vendor is disabled, the
+//!   key it logged in with is removed or its target is; a technician's console connection
+//!   closes when the technician is disabled or the key removed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +23,7 @@ use crate::gate::Gate;
 use crate::notify::{self, Kind};
 use crate::policy::format_time;
 use crate::session::{Input, Live, Notice};
-use crate::store::{Booking, BookingState, StoreError, WindowEdge};
+use crate::store::{Access, Booking, BookingState, Role, StoreError, WindowEdge};
 
 /// How often the scheduler looks. Window ends are enforced to within this.
 const TICK: Duration = Duration::from_secs(1);
@@ -46,6 +50,9 @@ pub async fn run(gate: Arc<Gate>) {
         if let Err(err) = sessions(&gate, now) {
             tracing::error!("scheduler: {err}");
         }
+        if let Err(err) = consoles(&gate) {
+            tracing::error!("scheduler: {err}");
+        }
         if let Err(err) = windows(&gate, now) {
             tracing::error!("scheduler: {err}");
         }
@@ -55,7 +62,7 @@ pub async fn run(gate: Arc<Gate>) {
     }
 }
 
-/// Warns and ends running sessions as their bookings (and supervision) require.
+/// Warns and ends running sessions as their bookings, supervision and access require.
 fn sessions(gate: &Gate, now: DateTime<Utc>) -> Result<(), StoreError> {
     let running: Vec<Arc<Live>> = match gate.live.lock() {
         Ok(table) => table.values().filter(|l| l.ended().is_none()).cloned().collect(),
@@ -63,11 +70,18 @@ fn sessions(gate: &Gate, now: DateTime<Utc>) -> Result<(), StoreError> {
     };
     let tz = gate.config.policy.timezone;
     let grace = gate.config.policy.supervisor_grace;
+    let mut access = AccessCache::new(gate);
     for live in running {
         let notice = match gate.store.booking(live.booking)? {
             None => Some(Notice::End("the booking of this session no longer exists".into())),
             Some(b) => notice_for(&b, now, tz, |minutes| already_warned(&live, minutes)),
         };
+        let withdrawn =
+            access.withdrawn(Role::Vendor, &live.vendor, &live.key)?.or(match access.target_exists(&live.target)? {
+                true => None,
+                false => Some(format!("target {} has been removed", live.target)),
+            });
+        let notice = withdrawn.map(|why| Notice::End(format!("{why}; the session has been ended"))).or(notice);
         let unsupervised = {
             let state = live.state();
             state.input == Input::Unsupervised && state.unsupervised_since.is_some_and(|since| now >= since + grace)
@@ -91,6 +105,60 @@ fn sessions(gate: &Gate, now: DateTime<Utc>) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Closes the console connections of technicians whose access is gone.
+fn consoles(gate: &Gate) -> Result<(), StoreError> {
+    let mut access = AccessCache::new(gate);
+    for (id, tech, key) in gate.consoles.logins() {
+        if let Some(why) = access.withdrawn(Role::Technician, &tech, &key)? {
+            gate.consoles.close(id, format!("{why}; the connection is closed"));
+        }
+    }
+    Ok(())
+}
+
+/// Access looked up once per person, key and target in a tick (a thousand sessions of
+/// one vendor are one query).
+struct AccessCache<'a> {
+    gate: &'a Gate,
+    logins: HashMap<(Role, String, String), Access>,
+    targets: HashMap<String, bool>,
+}
+
+impl<'a> AccessCache<'a> {
+    fn new(gate: &'a Gate) -> AccessCache<'a> {
+        AccessCache { gate, logins: HashMap::new(), targets: HashMap::new() }
+    }
+
+    /// Why `name`, logged in with the key `key`, may no longer be connected, if so.
+    fn withdrawn(&mut self, role: Role, name: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let cached = (role, name.to_string(), key.to_string());
+        let access = match self.logins.get(&cached) {
+            Some(access) => access.clone(),
+            None => {
+                let access = self.gate.store.access(role, name, key)?;
+                self.logins.insert(cached, access.clone());
+                access
+            }
+        };
+        let noun = role.noun();
+        Ok(match access {
+            Access::Granted => None,
+            Access::Disabled => Some(format!("{noun} {name} has been disabled")),
+            Access::KeyRemoved => Some(format!("the key {key} has been removed from {noun} {name}")),
+            Access::Unknown => Some(format!("{noun} {name} is no longer registered")),
+        })
+    }
+
+    fn target_exists(&mut self, name: &str) -> Result<bool, StoreError> {
+        if let Some(exists) = self.targets.get(name) {
+            return Ok(*exists);
+        }
+        let exists = self.gate.store.target_exists(name)?;
+        self.targets.insert(name.to_string(), exists);
+        Ok(exists)
+    }
 }
 
 /// What a session under `b` must be told at `now`. `warned(m)` records a warning for

@@ -57,6 +57,63 @@ fn disabled_vendor_is_refused_until_enabled_without_restart() {
     assert_eq!(stdout(&out), "back\n", "{}", stderr(&out));
 }
 
+/// Access withdrawn while connected ends what it covered, within the scheduler's tick,
+/// and nothing else: a removed key the session that logged in with it, a disabled vendor
+/// all its sessions, a removed target the sessions on it. Each change is audited.
+#[test]
+fn sessions_end_when_their_key_vendor_or_target_is_withdrawn() {
+    let w = World::new();
+    let colleague = VendorClient::new(w.tmp.path(), "colleague");
+    colleague.trust(&w.bastion);
+    let added = w.bastion.ok(&["vendor", "key", "add", "acme", "--key", &colleague.public_key_path()]);
+    assert!(added.contains("added to vendor acme"), "{added}");
+    let mine = w.start_long_session(Stdio::piped());
+    let theirs = w.start_long_session_as(&colleague, Stdio::piped());
+
+    let removed = w.bastion.ok(&["vendor", "key", "remove", "acme", &w.vendor.public_key_path()]);
+    let fingerprint = removed.split_whitespace().nth(1).unwrap().to_string();
+    assert!(fingerprint.starts_with("SHA256:"), "{removed}");
+    // The command sleeps for five minutes: only the removal ends it with this message.
+    let out = mine.wait_with_output().unwrap();
+    let expected =
+        format!("chaperone: the key {fingerprint} has been removed from vendor acme; the session has been ended");
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    let err = refused(&w, &w.vendor, "acme:erp01");
+    assert!(err.contains("Permission denied"), "{err}");
+    // The colleague's session went on; the last key stays.
+    let out = colleague.ssh(&w.bastion, "acme:erp01").arg("echo still").stdin(Stdio::null()).output().unwrap();
+    assert_eq!(stdout(&out), "still\n", "{}", stderr(&out));
+    let last = w.bastion.run(&["vendor", "key", "remove", "acme", &colleague.public_key_path()]);
+    assert_eq!(last.status.code(), Some(2));
+    assert!(stderr(&last).contains("is the last key of vendor \"acme\""), "{}", stderr(&last));
+
+    w.bastion.ok(&["vendor", "disable", "acme"]);
+    let out = theirs.wait_with_output().unwrap();
+    assert!(
+        stderr(&out).contains("chaperone: vendor acme has been disabled; the session has been ended"),
+        "{}",
+        stderr(&out)
+    );
+
+    w.bastion.ok(&["vendor", "enable", "acme"]);
+    let on_target = w.start_long_session_as(&colleague, Stdio::piped());
+    w.bastion.ok(&["target", "remove", "erp01"]);
+    let out = on_target.wait_with_output().unwrap();
+    assert!(
+        stderr(&out).contains("chaperone: target erp01 has been removed; the session has been ended"),
+        "{}",
+        stderr(&out)
+    );
+
+    let audit = w.bastion.ok(&["audit"]);
+    for kind in ["vendor.key_add", "vendor.key_remove", "vendor.disable", "vendor.enable", "target.remove"] {
+        assert!(audit.contains(kind), "{kind} missing: {audit}");
+    }
+    assert!(audit.contains(&format!("key {fingerprint}")), "the login names its key: {audit}");
+    assert_eq!(audit.matches("; the session has been ended").count(), 3, "{audit}");
+    assert!(w.bastion.ok(&["audit", "verify"]).contains("audit log intact"));
+}
+
 #[test]
 fn unknown_and_unbooked_targets_and_accounts_are_refused() {
     let w = World::new();

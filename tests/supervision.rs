@@ -218,6 +218,50 @@ fn freeze_take_over_annotate_and_kill_from_the_watch_keys() {
     }
 }
 
+/// A technician who is disabled, or whose key is removed, is cut off at once: the watch
+/// ends, and the vendor's input pauses as for any watcher leaving (the technician's freeze
+/// goes with them). Enabled again (or with a new key), the technician gets back in.
+#[test]
+fn a_technician_whose_access_is_withdrawn_is_disconnected() {
+    let w = supervised_world();
+    let mut vendor = vendor_shell(&w);
+    let id = w.live_session();
+    let mut alice = watch(&w, &w.tech, "alice", &id);
+    vendor.type_text("PS1='rdy> '\r");
+    alice.expect("rdy> ");
+    alice.type_text("\x1df");
+    vendor.expect("technician alice froze your input");
+
+    let said = w.bastion.ok(&["tech", "disable", "alice"]);
+    assert!(said.contains("technician alice disabled"), "{said}");
+    alice.expect("technician alice has been disabled; the connection is closed");
+    assert_eq!(alice.wait(Duration::from_secs(15)).code(), Some(255));
+    vendor.expect("technician alice stopped watching; your input is paused until a technician returns");
+    let console = w.console("sessions");
+    assert_eq!(console.status.code(), Some(255), "a disabled technician logged in");
+
+    w.bastion.ok(&["tech", "enable", "alice"]);
+    let mut alice = watch(&w, &w.tech, "alice", &id);
+    vendor.expect("technician alice is watching");
+    // A new key for alice, the old one removed: the connection made with it closes.
+    let laptop = VendorClient::new(w.tmp.path(), "alice-laptop");
+    laptop.trust(&w.bastion);
+    w.bastion.ok(&["tech", "key", "add", "alice", "--key", &laptop.public_key_path()]);
+    let removed = w.bastion.ok(&["tech", "key", "remove", "alice", &w.tech.public_key_path()]);
+    let fingerprint = removed.split_whitespace().nth(1).unwrap().to_string();
+    alice.expect(&format!("the key {fingerprint} has been removed from technician alice; the connection is closed"));
+    assert_eq!(alice.wait(Duration::from_secs(15)).code(), Some(255));
+    let sessions = laptop.ssh(&w.bastion, "alice").arg("sessions").stdin(Stdio::null()).output().unwrap();
+    assert!(stdout(&sessions).contains("acme@erp01"), "{}", stderr(&sessions));
+    assert_eq!(w.console("sessions").status.code(), Some(255), "the removed key still logs in");
+
+    let audit = w.bastion.ok(&["audit"]);
+    for kind in ["tech.disable", "tech.enable", "tech.key_add", "tech.key_remove", "tech.disconnect", "watch.leave"] {
+        assert!(audit.contains(kind), "{kind} missing from:\n{audit}");
+    }
+    drop(vendor);
+}
+
 #[test]
 fn unwatched_sessions_pause_then_end_and_waiting_gives_up() {
     let w = supervised_world();

@@ -34,7 +34,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: AuditArgs) -> anyhow::Result<()> {
         }
         say!(
             out,
-            "{:>5} {} {:<16} {:<10} [{}] {}",
+            "{:>5} {} {:<19} {:<10} [{}] {}",
             entry.id,
             entry.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
             e.kind,

@@ -209,7 +209,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
 fn actor(event: Event, by: &Option<String>) -> Event {
     match by {
         Some(tech) => event.actor(tech),
-        None => event.actor(std::env::var("USER").unwrap_or_else(|_| "cli".into())),
+        None => event.actor(super::local_actor()),
     }
 }
 

@@ -58,6 +58,11 @@ impl Caller {
 
 /// Why a technician over ssh cannot name files or folders: they would be the bastion's
 /// (its keys, its configuration with the SMTP password, any file it may read).
+/// Who the audit log names for a change made on the bastion's command line.
+pub fn local_actor() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
 const ON_THE_BASTION: &str = "over ssh, files and folders would be the bastion's";
 
 /// What a command runs with.

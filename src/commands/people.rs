@@ -1,32 +1,39 @@
-//! `vendor …` and `target …`: registering who connects and where to.
+//! `vendor …`, `tech …`, `target …` and `client …`: registering who connects and where to.
+//!
+//! Every change is audited (the actor: the local user). Disabling someone, removing a
+//! key or a target also reaches live connections: the running `serve` checks them every
+//! second (see the scheduler).
 
 use super::Ctx;
 use crate::UserError;
-use crate::cli::{ClientCommand, Person, TargetCommand, TechCommand, VendorCommand};
-use crate::keys::{parse_public_key, read_public_key};
-use crate::store::NewTarget;
+use crate::audit::Event;
+use crate::cli::{ClientCommand, KeyCommand, Person, TargetCommand, TechCommand, VendorCommand};
+use crate::keys::{fingerprint, parse_public_key, read_public_key};
+use crate::store::{NewTarget, Role};
 
 pub fn vendor(ctx: &mut Ctx<'_>, cmd: VendorCommand) -> anyhow::Result<()> {
     let store = ctx.store;
-    let out = &mut *ctx.out;
     match cmd {
         VendorCommand::Add(Person { name, email, keys }) => {
             let keys = parse_keys(&keys)?;
             store.vendor_add(&name, &email, &keys)?;
-            say!(out, "vendor {name} added with {} key(s)", keys.len());
+            let detail = format!("vendor {name} added with key(s) {}", fingerprints(&keys));
+            audit(ctx, Event::new("vendor.add", detail).vendor(&name))?;
+            say!(ctx.out, "vendor {name} added with {} key(s)", keys.len());
         }
         VendorCommand::List => {
             let vendors = store.vendor_list()?;
             if vendors.is_empty() {
-                say!(out, "no vendors; add one with: chaperone vendor add NAME --email ADDR --key KEY");
+                say!(ctx.out, "no vendors; add one with: chaperone vendor add NAME --email ADDR --key KEY");
             }
             for v in vendors {
                 let state = if v.enabled { "enabled" } else { "disabled" };
-                say!(out, "{:<20} {:<8} {:<30} {} key(s)", v.name, state, v.email, v.keys.len());
+                say!(ctx.out, "{:<20} {:<8} {:<30} {} key(s)", v.name, state, v.email, v.keys.len());
             }
         }
         VendorCommand::Show { name } => {
             let v = store.vendor(&name)?.ok_or_else(|| UserError(format!("no vendor {name:?}")))?;
+            let out = &mut *ctx.out;
             say!(out, "vendor:  {}", v.name);
             say!(out, "email:   {}", v.email);
             say!(out, "state:   {}", if v.enabled { "enabled" } else { "disabled" });
@@ -37,20 +44,57 @@ pub fn vendor(ctx: &mut Ctx<'_>, cmd: VendorCommand) -> anyhow::Result<()> {
         }
         VendorCommand::Disable { name } => {
             store.vendor_set_enabled(&name, false)?;
-            say!(out, "vendor {name} disabled");
+            audit(ctx, Event::new("vendor.disable", format!("vendor {name} disabled")).vendor(&name))?;
+            say!(ctx.out, "vendor {name} disabled (its live sessions end)");
         }
         VendorCommand::Enable { name } => {
             store.vendor_set_enabled(&name, true)?;
-            say!(out, "vendor {name} enabled");
+            audit(ctx, Event::new("vendor.enable", format!("vendor {name} enabled")).vendor(&name))?;
+            say!(ctx.out, "vendor {name} enabled");
         }
+        VendorCommand::Key(cmd) => keys(ctx, Role::Vendor, cmd)?,
     }
     Ok(())
+}
+
+/// `vendor key …` and `tech key …`.
+fn keys(ctx: &mut Ctx<'_>, role: Role, cmd: KeyCommand) -> anyhow::Result<()> {
+    let noun = role.noun();
+    let (kind, name, detail) = match cmd {
+        KeyCommand::Add { name, keys } => {
+            let keys = parse_keys(&keys)?;
+            ctx.store.key_add(role, &name, &keys)?;
+            let detail = format!("key(s) {} added to {noun} {name}", fingerprints(&keys));
+            ("key_add", name, detail)
+        }
+        KeyCommand::Remove { name, key } => {
+            let fp = if key.starts_with("SHA256:") { key } else { fingerprint(&read_public_key(&key)?) };
+            ctx.store.key_remove(role, &name, &fp)?;
+            let detail = format!("key {fp} removed from {noun} {name} (connections that logged in with it end)");
+            ("key_remove", name, detail)
+        }
+    };
+    let kind = format!("{}.{kind}", if role == Role::Vendor { "vendor" } else { "tech" });
+    let event = Event::new(&kind, detail.clone());
+    audit(ctx, if role == Role::Vendor { event.vendor(&name) } else { event })?;
+    say!(ctx.out, "{detail}");
+    Ok(())
+}
+
+/// Appends a registry change to the audit log, in the name of the local user.
+fn audit(ctx: &Ctx<'_>, event: Event) -> anyhow::Result<()> {
+    ctx.store.audit(ctx.clock.now(), &event.actor(super::local_actor()))?;
+    Ok(())
+}
+
+fn fingerprints(keys: &[russh::keys::PublicKey]) -> String {
+    keys.iter().map(fingerprint).collect::<Vec<_>>().join(", ")
 }
 
 pub fn target(ctx: &mut Ctx<'_>, cmd: TargetCommand) -> anyhow::Result<()> {
     let store = ctx.store;
     let out = &mut *ctx.out;
-    match cmd {
+    let change = match cmd {
         TargetCommand::Add { name, address, host_key, accounts, privileged_accounts, client } => {
             let key = read_public_key(&host_key)?;
             store.target_add(&NewTarget {
@@ -61,11 +105,12 @@ pub fn target(ctx: &mut Ctx<'_>, cmd: TargetCommand) -> anyhow::Result<()> {
                 privileged_accounts: &privileged_accounts,
                 client: &client,
             })?;
-            say!(out, "target {name} added at {address}, host key {}", crate::keys::fingerprint(&key));
+            let detail = format!("target {name} added at {address}, host key {}", fingerprint(&key));
+            Some(("target.add", detail))
         }
         TargetCommand::SetClient { name, client } => {
             store.target_set_client(&name, &client)?;
-            say!(out, "target {name} belongs to client {client}");
+            Some(("target.set_client", format!("target {name} belongs to client {client}")))
         }
         TargetCommand::List => {
             let targets = store.target_list()?;
@@ -79,10 +124,11 @@ pub fn target(ctx: &mut Ctx<'_>, cmd: TargetCommand) -> anyhow::Result<()> {
                 let client = t.client.as_deref().unwrap_or("-");
                 say!(out, "{:<20} {:<28} {:<16} {}", t.name, t.address, client, t.accounts.join(","));
             }
+            None
         }
         TargetCommand::Show { name } => {
             let t = store.target(&name)?.ok_or_else(|| UserError(format!("no target {name:?}")))?;
-            let fp = parse_public_key(&t.host_key).map(|k| crate::keys::fingerprint(&k)).unwrap_or_default();
+            let fp = parse_public_key(&t.host_key).map(|k| fingerprint(&k)).unwrap_or_default();
             say!(out, "target:   {}", t.name);
             say!(out, "address:  {}", t.address);
             say!(out, "host key: {fp} {}", t.host_key);
@@ -92,24 +138,30 @@ pub fn target(ctx: &mut Ctx<'_>, cmd: TargetCommand) -> anyhow::Result<()> {
             }
             say!(out, "client:   {}", t.client.as_deref().unwrap_or("(none: set one with target set-client)"));
             say!(out, "created:  {}", t.created_at.format("%Y-%m-%d %H:%M:%S UTC"));
+            None
         }
         TargetCommand::Remove { name } => {
             store.target_remove(&name)?;
-            say!(out, "target {name} removed");
+            Some(("target.remove", format!("target {name} removed (its live sessions end)")))
         }
+    };
+    if let Some((kind, detail)) = change {
+        audit(ctx, Event::new(kind, detail.clone()))?;
+        say!(ctx.out, "{detail}");
     }
     Ok(())
 }
 
 pub fn client(ctx: &mut Ctx<'_>, cmd: ClientCommand) -> anyhow::Result<()> {
     let store = ctx.store;
-    let out = &mut *ctx.out;
     match cmd {
         ClientCommand::Add { name, emails } => {
             store.client_add(&name, &emails)?;
-            say!(out, "client {name} added");
+            audit(ctx, Event::new("client.add", format!("client {name} added, mail to {}", emails.join(", "))))?;
+            say!(ctx.out, "client {name} added");
         }
         ClientCommand::List => {
+            let out = &mut *ctx.out;
             let clients = store.client_list()?;
             if clients.is_empty() {
                 say!(out, "no clients; add one with: chaperone client add NAME --email ADDR");
@@ -120,6 +172,7 @@ pub fn client(ctx: &mut Ctx<'_>, cmd: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::Show { name } => {
             let c = store.client(&name)?.ok_or_else(|| UserError(format!("no client {name:?}")))?;
+            let out = &mut *ctx.out;
             say!(out, "client:  {}", c.name);
             say!(out, "emails:  {}", c.emails.join(", "));
             let targets: Vec<String> = store
@@ -136,14 +189,16 @@ pub fn client(ctx: &mut Ctx<'_>, cmd: ClientCommand) -> anyhow::Result<()> {
 
 pub fn tech(ctx: &mut Ctx<'_>, cmd: TechCommand) -> anyhow::Result<()> {
     let store = ctx.store;
-    let out = &mut *ctx.out;
     match cmd {
         TechCommand::Add(Person { name, email, keys }) => {
             let keys = parse_keys(&keys)?;
             store.tech_add(&name, &email, &keys)?;
-            say!(out, "technician {name} added with {} key(s)", keys.len());
+            let detail = format!("technician {name} added with key(s) {}", fingerprints(&keys));
+            audit(ctx, Event::new("tech.add", detail))?;
+            say!(ctx.out, "technician {name} added with {} key(s)", keys.len());
         }
         TechCommand::List => {
+            let out = &mut *ctx.out;
             let techs = store.tech_list()?;
             if techs.is_empty() {
                 say!(out, "no technicians; add one with: chaperone tech add NAME --email ADDR --key KEY");
@@ -155,6 +210,7 @@ pub fn tech(ctx: &mut Ctx<'_>, cmd: TechCommand) -> anyhow::Result<()> {
         }
         TechCommand::Show { name } => {
             let t = store.tech(&name)?.ok_or_else(|| UserError(format!("no technician {name:?}")))?;
+            let out = &mut *ctx.out;
             say!(out, "technician: {}", t.name);
             say!(out, "email:      {}", t.email);
             say!(out, "state:      {}", if t.enabled { "enabled" } else { "disabled" });
@@ -164,8 +220,15 @@ pub fn tech(ctx: &mut Ctx<'_>, cmd: TechCommand) -> anyhow::Result<()> {
         }
         TechCommand::Disable { name } => {
             store.tech_set_enabled(&name, false)?;
-            say!(out, "technician {name} disabled");
+            audit(ctx, Event::new("tech.disable", format!("technician {name} disabled")))?;
+            say!(ctx.out, "technician {name} disabled (open console connections close)");
         }
+        TechCommand::Enable { name } => {
+            store.tech_set_enabled(&name, true)?;
+            audit(ctx, Event::new("tech.enable", format!("technician {name} enabled")))?;
+            say!(ctx.out, "technician {name} enabled");
+        }
+        TechCommand::Key(cmd) => keys(ctx, Role::Technician, cmd)?,
     }
     Ok(())
 }
@@ -177,6 +240,6 @@ fn parse_keys(keys: &[String]) -> Result<Vec<russh::keys::PublicKey>, UserError>
 
 /// A registered key as shown: fingerprint, then the OpenSSH line.
 fn key_line(key: &str) -> String {
-    let fp = parse_public_key(key).map(|k| crate::keys::fingerprint(&k)).unwrap_or_default();
+    let fp = parse_public_key(key).map(|k| fingerprint(&k)).unwrap_or_default();
     format!("{fp} {key}")
 }

@@ -57,6 +57,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let gate = Arc::new(Gate {
         startups: Arc::new(crate::gate::Startups::new(config.logins.clone())),
         failed_logins: Default::default(),
+        consoles: Default::default(),
         config,
         store: Arc::new(store),
         keys: Arc::new(keys),

@@ -7,14 +7,16 @@
 
 mod watch;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::Event;
 use crate::cli::{Cli, Command};
@@ -24,17 +26,82 @@ use crate::gate::{Gate, GateEvent};
 /// Most a technician may pipe in (`--plan -`): a plan and then some.
 const MAX_STDIN: usize = 1024 * 1024;
 
-/// Serves one technician connection: every session channel runs one command.
+/// Serves one technician connection: every session channel runs one command. A
+/// technician who is disabled, or whose key is removed, is disconnected (see [`Consoles`]);
+/// a `watch` ends with the connection, and the session learns that its watcher left.
 pub async fn run(
     gate: Arc<Gate>,
-    _handle: Handle,
+    handle: Handle,
     tech: String,
+    key: String,
     peer: SocketAddr,
     mut events: mpsc::Receiver<GateEvent>,
 ) {
-    gate.audit(Event::new("tech.login", format!("from {peer}")).actor(&tech));
-    while let Some(GateEvent::Channel(channel)) = events.recv().await {
-        gate.tracker.spawn(serve_channel(gate.clone(), tech.clone(), channel));
+    gate.audit(Event::new("tech.login", format!("from {peer}, key {key}")).actor(&tech));
+    let (id, mut revoked) = gate.consoles.open(&tech, &key);
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(GateEvent::Channel(channel)) => {
+                    gate.tracker.spawn(serve_channel(gate.clone(), tech.clone(), channel));
+                }
+                None => break,
+            },
+            Ok(reason) = &mut revoked => {
+                tracing::info!(technician = %tech, %peer, "console disconnected: {reason}");
+                gate.audit(Event::new("tech.disconnect", format!("from {peer}: {reason}")).actor(&tech));
+                let _ = handle.disconnect(russh::Disconnect::ByApplication, reason, "en".into()).await;
+                break;
+            }
+        }
+    }
+    gate.consoles.forget(id);
+}
+
+/// The open console connections, so that the scheduler can cut off a technician whose
+/// access is gone (disabled, key removed) instead of letting them watch and control on.
+#[derive(Debug, Default)]
+pub struct Consoles {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Console>>,
+}
+
+#[derive(Debug)]
+struct Console {
+    tech: String,
+    key: String,
+    /// Told the reason once, to disconnect.
+    close: Option<oneshot::Sender<String>>,
+}
+
+impl Consoles {
+    fn open(&self, tech: &str, key: &str) -> (u64, oneshot::Receiver<String>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (close, closed) = oneshot::channel();
+        let console = Console { tech: tech.to_string(), key: key.to_string(), close: Some(close) };
+        self.table().insert(id, console);
+        (id, closed)
+    }
+
+    fn forget(&self, id: u64) {
+        self.table().remove(&id);
+    }
+
+    /// Each open connection's technician and key fingerprint.
+    pub fn logins(&self) -> Vec<(u64, String, String)> {
+        self.table().iter().map(|(id, c)| (*id, c.tech.clone(), c.key.clone())).collect()
+    }
+
+    /// Disconnects connection `id`, telling its technician `reason`.
+    pub fn close(&self, id: u64, reason: String) {
+        if let Some(close) = self.table().get_mut(&id).and_then(|c| c.close.take()) {
+            let _ = close.send(reason);
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Console>> {
+        // Nothing panics while holding it; a poisoned lock still holds a valid table.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

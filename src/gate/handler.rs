@@ -39,8 +39,8 @@ const EVENT_QUEUE: usize = 16;
 pub struct GateHandler {
     gate: Arc<Gate>,
     peer: SocketAddr,
-    /// The login whose key was verified.
-    login: Option<Login>,
+    /// The login whose key was verified, and that key's fingerprint.
+    login: Option<(Login, String)>,
     /// An authentication refusal was audited already (clients offer several keys).
     refusal_audited: bool,
     events: Option<mpsc::Sender<GateEvent>>,
@@ -127,7 +127,7 @@ impl russh::server::Handler for GateHandler {
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         match self.key_matches(user, key.public_key) {
             Some(login) => {
-                self.login = Some(login);
+                self.login = Some((login, crate::keys::fingerprint(key.public_key)));
                 Ok(Auth::Accept)
             }
             None => {
@@ -138,7 +138,7 @@ impl russh::server::Handler for GateHandler {
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        let Some(login) = self.login.clone() else {
+        let Some((login, key)) = self.login.clone() else {
             return Err(russh::Error::NotAuthenticated);
         };
         self.startup = None;
@@ -151,8 +151,8 @@ impl russh::server::Handler for GateHandler {
         let handle = session.handle();
         let peer = self.peer;
         match login {
-            Login::Vendor(login) => self.gate.tracker.spawn(crate::session::run(gate, handle, login, peer, rx)),
-            Login::Technician(tech) => self.gate.tracker.spawn(crate::console::run(gate, handle, tech, peer, rx)),
+            Login::Vendor(login) => self.gate.tracker.spawn(crate::session::run(gate, handle, login, key, peer, rx)),
+            Login::Technician(tech) => self.gate.tracker.spawn(crate::console::run(gate, handle, tech, key, peer, rx)),
         };
         Ok(())
     }

@@ -47,6 +47,8 @@ pub struct Gate {
     pub startups: Arc<Startups>,
     /// Failed logins per address, itemized in the audit log up to a rate.
     pub failed_logins: FailedLogins,
+    /// Technicians' console connections, so that revoked access is cut off.
+    pub consoles: crate::console::Consoles,
 }
 
 impl Gate {

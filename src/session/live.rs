@@ -71,6 +71,8 @@ pub struct Supervision {
 pub struct Live {
     pub id: String,
     pub vendor: String,
+    /// The fingerprint of the key the vendor logged in with.
+    pub key: String,
     pub target: String,
     pub account: String,
     pub booking: i64,
@@ -92,6 +94,7 @@ impl Live {
     pub fn new(
         id: String,
         vendor: String,
+        key: String,
         target: String,
         account: String,
         booking: &crate::store::Booking,
@@ -103,6 +106,7 @@ impl Live {
         Live {
             id,
             vendor,
+            key,
             target,
             account,
             booking: booking.id,

@@ -59,6 +59,7 @@ pub async fn run(
     gate: Arc<Gate>,
     handle: Handle,
     login: LoginName,
+    key: String,
     peer: SocketAddr,
     mut events: mpsc::Receiver<GateEvent>,
 ) {
@@ -88,7 +89,7 @@ pub async fn run(
         AuditEvent::new(
             "login.admit",
             format!(
-                "{} from {peer} on {} as {} under {}",
+                "{} from {peer} on {} as {} under {}, key {key}",
                 login.vendor,
                 target.name,
                 admission.account,
@@ -106,6 +107,7 @@ pub async fn run(
     let live = Arc::new(Live::new(
         meta.id.clone(),
         login.vendor.clone(),
+        key,
         target.name.clone(),
         admission.account.clone(),
         booking,

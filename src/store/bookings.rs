@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use russh::keys::PublicKey;
 
 use super::{Result, Store, StoreError, check_email, exists};
-use crate::keys::{fingerprint, openssh_line};
+use crate::keys::fingerprint;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
@@ -244,18 +244,7 @@ impl Store {
             "INSERT INTO technicians (name, email, enabled, created_at) VALUES (?1, ?2, 1, ?3)",
             params![name, email, Utc::now()],
         )?;
-        for key in keys {
-            let fp = fingerprint(key);
-            if exists(&tx, "SELECT 1 FROM technician_keys WHERE fingerprint = ?1", [&fp])?
-                || exists(&tx, "SELECT 1 FROM vendor_keys WHERE fingerprint = ?1", [&fp])?
-            {
-                return Err(StoreError::Duplicate(format!("key {fp} is already registered")));
-            }
-            tx.execute(
-                "INSERT INTO technician_keys (fingerprint, technician, public_key) VALUES (?1, ?2, ?3)",
-                params![fp, name, openssh_line(key)],
-            )?;
-        }
+        super::people::insert_keys(&tx, super::Role::Technician, name, keys)?;
         tx.commit()?;
         Ok(())
     }

@@ -9,9 +9,11 @@
 mod audit;
 pub use audit::AuditFilter;
 mod bookings;
+mod people;
 mod schema;
 
 pub use bookings::{Acknowledgement, Booking, BookingState, Client, Mail, NewBooking, Technician, WindowEdge};
+pub use people::{Access, Role};
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -161,19 +163,7 @@ impl Store {
             "INSERT INTO vendors (name, email, enabled, created_at) VALUES (?1, ?2, 1, ?3)",
             params![name, email, Utc::now()],
         )?;
-        for key in keys {
-            let fp = fingerprint(key);
-            let owner: Option<String> = tx
-                .query_row("SELECT vendor FROM vendor_keys WHERE fingerprint = ?1", [&fp], |r| r.get(0))
-                .optional()?;
-            if let Some(owner) = owner {
-                return Err(StoreError::Duplicate(format!("key {fp} is already registered for vendor {owner:?}")));
-            }
-            tx.execute(
-                "INSERT INTO vendor_keys (fingerprint, vendor, public_key) VALUES (?1, ?2, ?3)",
-                params![fp, name, openssh_line(key)],
-            )?;
-        }
+        people::insert_keys(&tx, Role::Vendor, name, keys)?;
         tx.commit()?;
         Ok(())
     }
@@ -307,6 +297,10 @@ impl Store {
         Ok(Some(target))
     }
 
+    pub fn target_exists(&self, name: &str) -> Result<bool> {
+        exists(&self.conn(), "SELECT 1 FROM targets WHERE name = ?1", [name])
+    }
+
     pub fn target_remove(&self, name: &str) -> Result<()> {
         let changed = self.conn().execute("DELETE FROM targets WHERE name = ?1", [name])?;
         if changed == 0 {
@@ -417,14 +411,17 @@ pub fn check_address(address: &str) -> Result<()> {
     if port_ok && host_ok { Ok(()) } else { Err(invalid()) }
 }
 
+/// A key made from a seed, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_key(n: u8) -> PublicKey {
+    use russh::keys::ssh_key::private::Ed25519Keypair;
+    russh::keys::PrivateKey::from(Ed25519Keypair::from_seed(&[n; 32])).public_key().clone()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_key as key;
     use super::*;
-
-    fn key(n: u8) -> PublicKey {
-        use russh::keys::ssh_key::private::Ed25519Keypair;
-        russh::keys::PrivateKey::from(Ed25519Keypair::from_seed(&[n; 32])).public_key().clone()
-    }
 
     #[test]
     fn vendors_and_targets_round_trip() {

@@ -391,8 +391,12 @@ impl World {
     /// Starts `ssh acme:erp01@bastion 'echo started; sleep 300'` (stderr to `stderr`) and
     /// waits until the command runs on the target.
     pub fn start_long_session(&self, stderr: Stdio) -> std::process::Child {
-        let mut child = self
-            .vendor
+        self.start_long_session_as(&self.vendor, stderr)
+    }
+
+    /// The same, logged in with `client`'s key.
+    pub fn start_long_session_as(&self, client: &VendorClient, stderr: Stdio) -> std::process::Child {
+        let mut child = client
             .ssh(&self.bastion, "acme:erp01")
             .arg("echo started; sleep 300")
             .stdin(Stdio::null())
