@@ -146,6 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             say!(stdout, "listen: {}", config.listen);
             say!(stdout, "data: {}", config.data_dir.display());
             say!(stdout, "recordings: {}", config.recordings_dir.display());
+            say!(stdout, "worker threads: {}", config.worker_threads);
             Ok(())
         }
         command => {

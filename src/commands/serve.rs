@@ -21,7 +21,8 @@ pub fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         config.listen = listen;
     }
     crate::memory::configure();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(config.worker_threads).enable_all().build()?;
     runtime.block_on(serve(config))
 }
 
