@@ -20,6 +20,17 @@ fn vendor_shell(w: &World) -> Pty {
     w.vendor_shell(80, 24)
 }
 
+/// The vendor's shell with alice watching, both at the prompt (`rdy> `); the session's id.
+fn watched_prompt(w: &World) -> (Pty, String, Pty) {
+    let mut vendor = vendor_shell(w);
+    let id = w.live_session();
+    let alice = watch(w, &w.tech, "alice", &id);
+    vendor.expect("plan: Maintenance");
+    vendor.type_text("PS1='rdy> '\r");
+    alice.expect("rdy> ");
+    (vendor, id, alice)
+}
+
 fn watch(w: &World, client: &VendorClient, tech: &str, id: &str) -> Pty {
     let mut ssh = client.ssh(&w.bastion, tech);
     ssh.arg("-t").arg(format!("watch {id}")).env("TERM", "xterm-256color");
@@ -154,12 +165,7 @@ fn a_stalled_watcher_slows_nobody_and_is_resynchronised() {
 #[test]
 fn freeze_take_over_annotate_and_kill_from_the_watch_keys() {
     let w = supervised_world();
-    let mut vendor = vendor_shell(&w);
-    let id = w.live_session();
-    let mut alice = watch(&w, &w.tech, "alice", &id);
-    vendor.expect("plan: Maintenance");
-    vendor.type_text("PS1='rdy> '\r");
-    alice.expect("rdy> ");
+    let (mut vendor, id, mut alice) = watched_prompt(&w);
 
     // Freeze: the vendor's keystrokes do not reach the target.
     alice.type_text("\x1df");
@@ -224,11 +230,7 @@ fn freeze_take_over_annotate_and_kill_from_the_watch_keys() {
 #[test]
 fn a_technician_whose_access_is_withdrawn_is_disconnected() {
     let w = supervised_world();
-    let mut vendor = vendor_shell(&w);
-    let id = w.live_session();
-    let mut alice = watch(&w, &w.tech, "alice", &id);
-    vendor.type_text("PS1='rdy> '\r");
-    alice.expect("rdy> ");
+    let (vendor, id, mut alice) = watched_prompt(&w);
     alice.type_text("\x1df");
     vendor.expect("technician alice froze your input");
 
@@ -242,7 +244,7 @@ fn a_technician_whose_access_is_withdrawn_is_disconnected() {
 
     w.bastion.ok(&["tech", "enable", "alice"]);
     let mut alice = watch(&w, &w.tech, "alice", &id);
-    vendor.expect("technician alice is watching");
+    alice.expect("rdy> ");
     // A new key for alice, the old one removed: the connection made with it closes.
     let laptop = VendorClient::new(w.tmp.path(), "alice-laptop");
     laptop.trust(&w.bastion);
@@ -265,11 +267,7 @@ fn a_technician_whose_access_is_withdrawn_is_disconnected() {
 #[test]
 fn unwatched_sessions_pause_then_end_and_waiting_gives_up() {
     let w = supervised_world();
-    let mut vendor = vendor_shell(&w);
-    let id = w.live_session();
-    let mut alice = watch(&w, &w.tech, "alice", &id);
-    vendor.type_text("PS1='rdy> '\r");
-    alice.expect("rdy> ");
+    let (mut vendor, _, mut alice) = watched_prompt(&w);
     alice.type_text("\x1dd");
     assert!(alice.wait(Duration::from_secs(15)).success());
     vendor.expect("your input is paused until a technician returns (the session ends in 5 minutes otherwise)");
