@@ -340,7 +340,7 @@ pub enum TargetCommand {
     List,
     /// Show one target.
     Show { name: String },
-    /// Remove a target (its recordings stay).
+    /// Remove a target no booking needs any more (its recordings stay).
     Remove { name: String },
 }
 

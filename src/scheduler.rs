@@ -8,9 +8,9 @@
 //! - Deliver pending e-mails, retrying failures with backoff; every outcome is audited.
 //!   Mail never blocks admission: it runs here, apart from the gate.
 //! - Audit the counts of failed logins beyond the itemized rate, as each minute is over.
-//! - Access withdrawn while connected: a session ends when its vendor is disabled, the
-//!   key it logged in with is removed or its target is; a technician's console connection
-//!   closes when the technician is disabled or the key removed.
+//! - Access withdrawn while connected: a session ends when its vendor is disabled or the
+//!   key it logged in with is removed; a technician's console connection closes when the
+//!   technician is disabled or the key removed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,11 +86,7 @@ fn sessions(gate: &Gate, now: DateTime<Utc>) -> Result<(), StoreError> {
             None => Some(Notice::End("the booking of this session no longer exists".into())),
             Some(b) => notice_for(&b, now, tz, |minutes| already_warned(&live, minutes)),
         };
-        let withdrawn =
-            access.withdrawn(Role::Vendor, &live.vendor, &live.key)?.or(match access.target_exists(&live.target)? {
-                true => None,
-                false => Some(format!("target {} has been removed", live.target)),
-            });
+        let withdrawn = access.withdrawn(Role::Vendor, &live.vendor, &live.key)?;
         let notice = withdrawn.map(|why| Notice::End(format!("{why}; the session has been ended"))).or(notice);
         let unsupervised = {
             let state = live.state();
@@ -128,17 +124,16 @@ fn consoles(gate: &Gate) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Access looked up once per person, key and target in a tick (a thousand sessions of
-/// one vendor are one query).
+/// Access looked up once per person and key in a tick (a thousand sessions logged in
+/// with one key are one query).
 struct AccessCache<'a> {
     gate: &'a Gate,
     logins: HashMap<(Role, String, String), Access>,
-    targets: HashMap<String, bool>,
 }
 
 impl<'a> AccessCache<'a> {
     fn new(gate: &'a Gate) -> AccessCache<'a> {
-        AccessCache { gate, logins: HashMap::new(), targets: HashMap::new() }
+        AccessCache { gate, logins: HashMap::new() }
     }
 
     /// Why `name`, logged in with the key `key`, may no longer be connected, if so.
@@ -159,15 +154,6 @@ impl<'a> AccessCache<'a> {
             Access::KeyRemoved => Some(format!("the key {key} has been removed from {noun} {name}")),
             Access::Unknown => Some(format!("{noun} {name} is no longer registered")),
         })
-    }
-
-    fn target_exists(&mut self, name: &str) -> Result<bool, StoreError> {
-        if let Some(exists) = self.targets.get(name) {
-            return Ok(*exists);
-        }
-        let exists = self.gate.store.target_exists(name)?;
-        self.targets.insert(name.to_string(), exists);
-        Ok(exists)
     }
 }
 

@@ -141,8 +141,8 @@ pub fn target(ctx: &mut Ctx<'_>, cmd: TargetCommand) -> anyhow::Result<()> {
             None
         }
         TargetCommand::Remove { name } => {
-            store.target_remove(&name)?;
-            Some(("target.remove", format!("target {name} removed (its live sessions end)")))
+            store.target_remove(&name, ctx.clock.now())?;
+            Some(("target.remove", format!("target {name} removed")))
         }
     };
     if let Some((kind, detail)) = change {

@@ -297,15 +297,28 @@ impl Store {
         Ok(Some(target))
     }
 
-    pub fn target_exists(&self, name: &str) -> Result<bool> {
-        exists(&self.conn(), "SELECT 1 FROM targets WHERE name = ?1", [name])
-    }
-
-    pub fn target_remove(&self, name: &str) -> Result<()> {
-        let changed = self.conn().execute("DELETE FROM targets WHERE name = ?1", [name])?;
+    /// Removes a target that no booking needs any more: one whose window is not over yet
+    /// (pending or approved) keeps it, so that no approved window, its mails or a live
+    /// session on it lose their target. Its recordings stay.
+    pub fn target_remove(&self, name: &str, now: DateTime<Utc>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let open: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT id, end_at FROM bookings WHERE target = ?1 AND state != 'cancelled'")?;
+            let rows = stmt.query_map([name], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, DateTime<Utc>>(1)?)))?;
+            rows.filter_map(|r| r.ok()).filter(|(_, end)| *end > now).map(|(id, _)| format!("B-{id}")).collect()
+        };
+        if !open.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "target {name:?} has bookings not over yet ({}): cancel them first",
+                open.join(", ")
+            )));
+        }
+        let changed = tx.execute("DELETE FROM targets WHERE name = ?1", [name])?;
         if changed == 0 {
             return Err(StoreError::NotFound(format!("no target {name:?}")));
         }
+        tx.commit()?;
         Ok(())
     }
 
@@ -459,7 +472,7 @@ mod tests {
         assert!(matches!(store.target_add(&target("erp02", "nohost")), Err(StoreError::Invalid(_))));
         let orphan = NewTarget { client: "nobody", ..target("erp03", "h:1") };
         assert!(matches!(store.target_add(&orphan), Err(StoreError::NotFound(_))));
-        store.target_remove("erp01").unwrap();
+        store.target_remove("erp01", Utc::now()).unwrap();
         assert!(store.target_list().unwrap().is_empty());
     }
 
