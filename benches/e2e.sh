@@ -83,7 +83,8 @@ rec_bytes=$(stat -c %s "$cast")
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$CHAP/status")
 
 # Keystroke echo latency: single bytes through a pty running `cat`, alternating direct and via.
-latency=$(python3 - "$SSHD_PORT" "$CHAP_PORT" "$ME" "$W/vendor" <<'PY'
+echo_latency() {
+python3 - "$SSHD_PORT" "$CHAP_PORT" "$ME" "$W/vendor" <<'PY'
 import os, pty, sys, time, select, statistics
 sshd, chap, me, key = sys.argv[1:5]
 opts = ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i", key, "-tt"]
@@ -113,13 +114,23 @@ def q(xs, p): xs = sorted(xs); return xs[min(len(xs) - 1, int(p * len(xs)))]
 d, v = samples["direct"], samples["via"]
 print(f"{q(d,.5):.3f} {q(v,.5):.3f} {q(d,.99):.3f} {q(v,.99):.3f}")
 PY
-)
-read -r lat_d50 lat_v50 lat_d99 lat_v99 <<<"$latency"
+}
+read -r lat_d50 lat_v50 lat_d99 lat_v99 <<<"$(echo_latency)"
+# The same while another session on each path streams the corpus over and over (each
+# path's flood beside its own echo, both at once): what a flood does to everyone else's
+# typing, through chaperone and without it.
+( while [ ! -e "$W/stop" ]; do direct "cat $W/corpus" > /dev/null; done ) & FLOOD_D=$!
+( while [ ! -e "$W/stop" ]; do via "cat $W/corpus" > /dev/null; done ) & FLOOD_V=$!
+sleep 1
+read -r load_d50 load_v50 load_d99 load_v99 <<<"$(echo_latency)"
+touch "$W/stop"; pkill -P "$FLOOD_D" || true; pkill -P "$FLOOD_V" || true
+wait "$FLOOD_D" "$FLOOD_V" 2>/dev/null || true
 
 awk -v bytes="$BYTES" -v d="$med_direct" -v v="$med_via" -v ratio="$ratio" -v lo="$ratio_lo" -v hi="$ratio_hi" \
     -v sd="$stream_direct" -v sv="$stream_via" -v sratio="$stream_ratio" -v slo="$stream_lo" -v shi="$stream_hi" -v cpu="$cpu_via" -v bd="$busy_direct" -v bv="$busy_via" -v runs="$RUNS" -v z="$zstd_cpu" \
     -v rec="$rec_bytes" -v rss="$rss_kb" -v cd="$close_direct" -v cv="$close_via" \
-    -v l50d="$lat_d50" -v l50v="$lat_v50" -v l99d="$lat_d99" -v l99v="$lat_v99" -v level="${ZSTD_LEVEL:-1}" 'BEGIN {
+    -v l50d="$lat_d50" -v l50v="$lat_v50" -v l99d="$lat_d99" -v l99v="$lat_v99" -v level="${ZSTD_LEVEL:-1}" \
+    -v f50d="$load_d50" -v f50v="$load_v50" -v f99d="$load_d99" -v f99v="$load_v99" 'BEGIN {
     gb = bytes / 1e9
     printf "corpus: %.0f MB of log-like terminal output; recording at zstd level %d\n", bytes / 1e6, level
     printf "direct ssh → sshd:            %7.1f MB/s (median of %d runs)\n", bytes / d / 1e6, runs
@@ -131,4 +142,5 @@ awk -v bytes="$BYTES" -v d="$med_direct" -v v="$med_via" -v ratio="$ratio" -v lo
     printf "peak RSS of chaperone: %.1f MiB\n", rss / 1024
     printf "a trivial command, connect to close: direct %.0f ms, via %.0f ms\n", cd * 1000, cv * 1000
     printf "keystroke echo: p50 direct %.3f ms, via %.3f ms (+%.3f, target ≤ 0.3); p99 direct %.3f ms, via %.3f ms (+%.3f, target ≤ 1)\n", l50d, l50v, l50v - l50d, l99d, l99v, l99v - l99d
+    printf "keystroke echo beside a flood on each path: p50 direct %.3f ms, via %.3f ms (+%.3f); p99 direct %.3f ms, via %.3f ms (+%.3f)\n", f50d, f50v, f50v - f50d, f99d, f99v, f99v - f99d
 }'

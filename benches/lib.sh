@@ -34,6 +34,7 @@ recordings_dir = "../recordings"
 # Every benchmark client logs in from 127.0.0.1, up to a thousand at once (scale.sh).
 max_unauthenticated = 2000
 max_unauthenticated_per_address = 2000
+${WORKERS:+worker_threads = $WORKERS}
 [recording]
 zstd_level = ${ZSTD_LEVEL:-1}
 [policy]
