@@ -75,7 +75,9 @@ pub async fn run(
             return;
         }
     };
-    let meta = match SessionMeta::begin(&gate, &login.vendor, &admission, peer) {
+    // The session's folder, seal and first files are written (and synced) off the
+    // runtime's worker, which meanwhile carries everyone else's traffic; so is the end.
+    let meta = match tokio::task::block_in_place(|| SessionMeta::begin(&gate, &login.vendor, &admission, peer)) {
         Ok(meta) => meta,
         Err(err) => {
             let reason = refuse(format!("the session cannot be recorded, so it cannot start: {err}"));
@@ -165,7 +167,7 @@ pub async fn run(
             if let Ok(mut table) = gate.live.lock() {
                 table.remove(&meta.id);
             }
-            meta.finish_as(&gate, &[], "refused");
+            tokio::task::block_in_place(|| meta.finish_as(&gate, &[], "refused"));
             // The pending channels were dropped with the future; the disconnect carries it.
             let _ = handle.disconnect(russh::Disconnect::ByApplication, reason, "en".into()).await;
             return;
@@ -183,7 +185,7 @@ pub async fn run(
             .session(&meta.id),
     );
     // Last: the folder gets its audit trail (this end included) and its final seal.
-    meta.finish(&gate, &summaries);
+    tokio::task::block_in_place(|| meta.finish(&gate, &summaries));
     tracing::info!(session = %meta.id, "session ended");
     let output: u64 = summaries.iter().map(|s| s.bytes_out).sum();
     // What the session freed goes back to the system (after the indexing, if any).
