@@ -1,8 +1,8 @@
 //! `vendor …`, `tech …`, `target …` and `client …`: registering who connects and where to.
 //!
-//! Every change is audited (the actor: the local user). Disabling someone, removing a
-//! key or a target also reaches live connections: the running `serve` checks them every
-//! second (see the scheduler).
+//! Every change is audited (the actor: the local user). Disabling someone or removing a
+//! key also reaches live connections: the running `serve` checks them every second (see
+//! the scheduler); a target is removed only once no booking needs it.
 
 use super::Ctx;
 use crate::UserError;

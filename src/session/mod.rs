@@ -41,6 +41,10 @@ pub use supervision::{Watching, kill};
 /// the session was ended.
 const FINISH_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a vendor's client gets to hang up by itself once its channels are closed,
+/// before it is disconnected.
+const HANGUP_GRACE: Duration = Duration::from_secs(3);
+
 /// Channels a session may have open at once (OpenSSH's own default for `MaxSessions`):
 /// each is a relay, a recording and a channel on the target, so a vendor cannot open
 /// them without bound. Further channels are refused with the reason on their stderr.
@@ -321,6 +325,10 @@ impl Channels<'_> {
             summaries
                 .push(writer.await.unwrap_or_else(|e| Summary { error: Some(e.to_string()), ..Summary::default() }));
         }
+        // An OpenSSH client exits on a disconnect at once, with what it has received but
+        // not yet written (the reason the session ended, on its stderr) unwritten; once
+        // its channels are closed it hangs up by itself, having written everything.
+        let _ = tokio::time::timeout(HANGUP_GRACE, async { while events.recv().await.is_some() {} }).await;
         summaries
     }
 }

@@ -37,6 +37,14 @@ impl Role {
             Role::Technician => "technician_keys",
         }
     }
+
+    /// The key table's column naming the owner.
+    fn owner(self) -> &'static str {
+        match self {
+            Role::Vendor => "vendor",
+            Role::Technician => "technician",
+        }
+    }
 }
 
 /// What a login (a person and the key it used) still allows.
@@ -73,14 +81,14 @@ impl Store {
     pub fn key_remove(&self, role: Role, name: &str, fingerprint: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let (noun, keys) = (role.noun(), role.keys());
+        let (noun, keys, owner) = (role.noun(), role.keys(), role.owner());
         if !exists(&tx, &format!("SELECT 1 FROM {} WHERE name = ?1", role.people()), [name])? {
             return Err(StoreError::NotFound(format!("no {noun} {name:?}")));
         }
         let count: i64 =
-            tx.query_row(&format!("SELECT count(*) FROM {keys} WHERE {noun} = ?1"), [name], |r| r.get(0))?;
+            tx.query_row(&format!("SELECT count(*) FROM {keys} WHERE {owner} = ?1"), [name], |r| r.get(0))?;
         let removed = tx.execute(
-            &format!("DELETE FROM {keys} WHERE {noun} = ?1 AND fingerprint = ?2"),
+            &format!("DELETE FROM {keys} WHERE {owner} = ?1 AND fingerprint = ?2"),
             params![name, fingerprint],
         )?;
         if removed == 0 {
@@ -97,12 +105,12 @@ impl Store {
 
     /// What `name`, logged in with the key `fingerprint`, may still do.
     pub fn access(&self, role: Role, name: &str, fingerprint: &str) -> Result<Access> {
-        let (noun, keys) = (role.noun(), role.keys());
+        let (keys, owner) = (role.keys(), role.owner());
         let row: Option<(bool, bool)> = self
             .conn()
             .query_row(
                 &format!(
-                    "SELECT enabled, EXISTS(SELECT 1 FROM {keys} WHERE {noun} = ?1 AND fingerprint = ?2)
+                    "SELECT enabled, EXISTS(SELECT 1 FROM {keys} WHERE {owner} = ?1 AND fingerprint = ?2)
                      FROM {} WHERE name = ?1",
                     role.people()
                 ),
@@ -126,7 +134,7 @@ pub(super) fn insert_keys(tx: &Transaction<'_>, role: Role, name: &str, keys: &[
         for other in [Role::Vendor, Role::Technician] {
             let owner: Option<String> = tx
                 .query_row(
-                    &format!("SELECT {} FROM {} WHERE fingerprint = ?1", other.noun(), other.keys()),
+                    &format!("SELECT {} FROM {} WHERE fingerprint = ?1", other.owner(), other.keys()),
                     [&fp],
                     |r| r.get(0),
                 )
@@ -139,7 +147,7 @@ pub(super) fn insert_keys(tx: &Transaction<'_>, role: Role, name: &str, keys: &[
             }
         }
         tx.execute(
-            &format!("INSERT INTO {} (fingerprint, {}, public_key) VALUES (?1, ?2, ?3)", role.keys(), role.noun()),
+            &format!("INSERT INTO {} (fingerprint, {}, public_key) VALUES (?1, ?2, ?3)", role.keys(), role.owner()),
             params![fp, name, openssh_line(key)],
         )?;
     }
