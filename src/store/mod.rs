@@ -305,8 +305,9 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let open: Vec<String> = {
             let mut stmt = tx.prepare("SELECT id, end_at FROM bookings WHERE target = ?1 AND state != 'cancelled'")?;
-            let rows = stmt.query_map([name], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, DateTime<Utc>>(1)?)))?;
-            rows.filter_map(|r| r.ok()).filter(|(_, end)| *end > now).map(|(id, _)| format!("B-{id}")).collect()
+            let rows: Vec<(i64, DateTime<Utc>)> =
+                stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+            rows.into_iter().filter(|(_, end)| *end > now).map(|(id, _)| format!("B-{id}")).collect()
         };
         if !open.is_empty() {
             return Err(StoreError::Invalid(format!(
