@@ -82,12 +82,14 @@ fn sessions(gate: &Gate, now: DateTime<Utc>) -> Result<(), StoreError> {
     let grace = gate.config.policy.supervisor_grace;
     let mut access = AccessCache::new(gate);
     for live in running {
-        let notice = match gate.store.booking(live.booking)? {
-            None => Some(Notice::End("the booking of this session no longer exists".into())),
-            Some(b) => notice_for(&b, now, tz, |minutes| already_warned(&live, minutes)),
+        // Withdrawn access ends the session before any booking warning is given.
+        let notice = match access.withdrawn(Role::Vendor, &live.vendor, &live.key)? {
+            Some(why) => Some(Notice::End(format!("{why}; the session has been ended"))),
+            None => match gate.store.booking(live.booking)? {
+                None => Some(Notice::End("the booking of this session no longer exists".into())),
+                Some(b) => notice_for(&b, now, tz, |minutes| already_warned(&live, minutes)),
+            },
         };
-        let withdrawn = access.withdrawn(Role::Vendor, &live.vendor, &live.key)?;
-        let notice = withdrawn.map(|why| Notice::End(format!("{why}; the session has been ended"))).or(notice);
         let unsupervised = {
             let state = live.state();
             state.input == Input::Unsupervised && state.unsupervised_since.is_some_and(|since| now >= since + grace)

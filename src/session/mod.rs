@@ -328,7 +328,7 @@ impl Channels<'_> {
         // An OpenSSH client exits on a disconnect at once, with what it has received but
         // not yet written (the reason the session ended, on its stderr) unwritten; once
         // its channels are closed it hangs up by itself, having written everything.
-        let _ = tokio::time::timeout(HANGUP_GRACE, async { while events.recv().await.is_some() {} }).await;
+        refusal::hung_up(&mut events, HANGUP_GRACE).await;
         summaries
     }
 }

@@ -20,9 +20,15 @@ pub async fn show(handle: Handle, mut events: mpsc::Receiver<GateEvent>, reason:
         on_channel(channel, reason.clone()).await;
         // The client saw the reason and now hangs up by itself; a disconnect message on
         // top would print the reason twice.
-        let _ = tokio::time::timeout(WAIT_FOR_CHANNEL, async { while events.recv().await.is_some() {} }).await;
+        hung_up(&mut events, WAIT_FOR_CHANNEL).await;
     }
     let _ = handle.disconnect(russh::Disconnect::ByApplication, reason, "en".into()).await;
+}
+
+/// Waits up to `within` for the vendor's client to close the connection by itself (the
+/// gate's events end with it); new channels meanwhile are dropped.
+pub async fn hung_up(events: &mut mpsc::Receiver<GateEvent>, within: Duration) {
+    let _ = tokio::time::timeout(within, async { while events.recv().await.is_some() {} }).await;
 }
 
 /// Writes `reason` on the channel's stderr when the client has set the channel up, then
