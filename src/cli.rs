@@ -57,6 +57,9 @@ pub enum Command {
     Watch {
         /// Session id (see `sessions`).
         id: String,
+        /// The channel to follow (see `sessions`); default: the first with a terminal.
+        #[arg(long)]
+        channel: Option<usize>,
     },
     /// End a live session, telling the vendor why (over ssh).
     Kill {

@@ -7,6 +7,7 @@
 mod common;
 
 mod bookings;
+mod channels;
 mod cli;
 mod evidence;
 mod recording;

@@ -1,4 +1,5 @@
-//! `sessions` and `kill`: the running bastion's live sessions. Over ssh (inside `serve`)
+//! `sessions` and `kill`: the running bastion's live sessions (over ssh, each with its
+//! channels: number, shell or command, open, ended with its exit status, or refused). Over ssh (inside `serve`)
 //! they show and act on the sessions themselves; locally, `sessions` lists what the store
 //! knows and `kill` explains where it works.
 
@@ -49,6 +50,11 @@ pub fn sessions(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
             format_time(l.started, tz),
             state.input.describe()
         );
+        drop(state);
+        // Each channel on a line of its own, indented under its session.
+        for channel in l.channels() {
+            say!(out, "  {}", channel.describe());
+        }
     }
     Ok(())
 }

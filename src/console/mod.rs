@@ -150,7 +150,7 @@ async fn serve_channel(gate: Arc<Gate>, tech: String, mut channel: Channel<Msg>)
     finish(&tx, status).await;
 }
 
-const HELP: &str = "\nchaperone over ssh: ssh -p 2222 TECH@bastion COMMAND\n  sessions                      live sessions\n  watch ID                      watch one (needs ssh -t); keys: Ctrl-] then f freeze, t take over, a annotate, k kill, d detach\n  kill ID --reason R            end a session\n  replay ID                     replay a recording (with ssh -t: its keys work)\n  booking …, recordings …, audit …   as on the bastion (--help for each)\n";
+const HELP: &str = "\nchaperone over ssh: ssh -p 2222 TECH@bastion COMMAND\n  sessions                      live sessions\n  watch ID [--channel N]        watch one (needs ssh -t); keys: Ctrl-] then f freeze, t take over, a annotate, k kill, c next channel, d detach\n  kill ID --reason R            end a session\n  replay ID                     replay a recording (with ssh -t: its keys work)\n  booking …, recordings …, audit …   as on the bastion (--help for each)\n";
 
 async fn execute(
     gate: &Arc<Gate>,
@@ -178,9 +178,9 @@ async fn execute(
         send_err(tx, "chaperone: --config cannot be given over ssh\n", pty.is_some()).await;
         return 2;
     }
-    if let Command::Watch { id } = &cli.command {
+    if let Command::Watch { id, channel } = &cli.command {
         gate.audit(Event::new("tech.command", line.to_string()).actor(tech));
-        return watch::run(gate.clone(), tech, id, pty, rx, tx).await;
+        return watch::run(gate.clone(), tech, id, *channel, pty, rx, tx).await;
     }
     let stdin = if args.iter().any(|a| a == "-") { read_stdin(rx).await } else { Vec::new() };
     // `replay` on a terminal (ssh -t) takes its keys from the channel as they are typed.

@@ -6,8 +6,15 @@
 //! The status (session, vendor, target, time left, who watches, input state, keys) is
 //! kept in the terminal title, where it cannot disturb a full-screen program.
 //!
+//! The view follows one channel of the session at a time (each has its own mirror, so a
+//! command's output never lands on the shell's screen): by default the first with a
+//! terminal, or `--channel N`. The title lists every channel with its request and state
+//! (open, ended with its exit status, refused), so the technician sees each one open and
+//! end; when the followed one ends, a line under its screen says so.
+//!
 //! Keys: Ctrl-] then `f` freeze/unfreeze the vendor's input, `t` take over/hand back the
-//! keyboard, `a` annotate (a line, Enter), `k` kill (a reason, Enter), `d` detach.
+//! keyboard, `a` annotate (a line, Enter), `k` kill (a reason, Enter), `c` follow the next
+//! channel, `d` detach.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +26,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{Pty, send_err};
 use crate::gate::Gate;
-use crate::mirror::{Frame, Joined};
+use crate::mirror::{Frame, Joined, Mirror};
 use crate::sanitize::Sanitizer;
-use crate::session::{Input, Live, Notice, Watching};
+use crate::session::{ChannelEntry, ChannelState, Input, Live, Notice, Watching};
 
 /// The escape prefix: Ctrl-] (as telnet and `ssh -e` users know it).
 const PREFIX: u8 = 0x1d;
@@ -33,6 +40,7 @@ pub async fn run(
     gate: Arc<Gate>,
     tech: &str,
     id: &str,
+    channel: Option<usize>,
     pty: Option<Pty>,
     rx: &mut ChannelReadHalf,
     tx: &ChannelWriteHalf<Msg>,
@@ -46,10 +54,40 @@ pub async fn run(
         send_err(tx, &format!("chaperone: no live session {id:?} (see: sessions)\r\n"), true).await;
         return 2;
     };
+    let first = match channel {
+        Some(n) => match live.channels().into_iter().find(|c| c.number == n) {
+            Some(entry) => Some(entry),
+            None => {
+                let text = format!("chaperone: session {id} has no channel {n} (see: sessions)\r\n");
+                send_err(tx, &text, true).await;
+                return 2;
+            }
+        },
+        None => live.default_channel(),
+    };
     let watching = Watching::start(gate.clone(), live.clone(), tech);
-    let mut view = View { gate: &gate, tx, live: &live, tech, mine, vendor: (80, 24), mode: Mode::Normal };
-    let Some(mut joined) = live.mirror.join().await else { return 1 };
-    view.redraw(&joined).await;
+    let mut view = View {
+        gate: &gate,
+        tx,
+        live: &live,
+        tech,
+        mine,
+        vendor: (80, 24),
+        mode: Mode::Normal,
+        following: None,
+        told_end: false,
+    };
+    // The channel followed: its screen, then its live stream. None until the session has
+    // a channel (a watcher may join before the vendor's client opened one).
+    let mut joined = match first {
+        Some(entry) => view.follow(&entry).await,
+        None => {
+            let _ =
+                tx.data_bytes(Bytes::from_static(b"\x1b[0m\x1b[H\x1b[2J[chaperone: no channel open yet]\r\n")).await;
+            view.title().await;
+            None
+        }
+    };
     let mut changed = live.subscribe();
     let mut notices = live.notices.subscribe();
     let mut status = tokio::time::interval(STATUS_EVERY);
@@ -57,34 +95,44 @@ pub async fn run(
     let mut sanitizer = Sanitizer::default();
     loop {
         tokio::select! {
-            frame = joined.frames.recv() => match frame {
-                Ok((seq, _)) if seq <= joined.seq => {}
-                Ok((_, Frame::Output(data))) => {
-                    let mut shown = Vec::with_capacity(data.len());
-                    sanitizer.filter_bytes(&data, &mut shown);
-                    if tx.data_bytes(shown).await.is_err() {
-                        break;
+            frame = next_frame(&mut joined) => {
+                let Some(current) = joined.as_ref() else { continue };
+                match frame {
+                    Ok((seq, _)) if seq <= current.seq => {}
+                    Ok((_, Frame::Output(data))) => {
+                        let mut shown = Vec::with_capacity(data.len());
+                        sanitizer.filter_bytes(&data, &mut shown);
+                        if tx.data_bytes(shown).await.is_err() {
+                            break;
+                        }
                     }
+                    Ok((_, Frame::Resize { cols, rows })) => {
+                        view.vendor = (cols, rows);
+                        view.title().await;
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::info!(session = %live.id, technician = %tech, "watcher fell {missed} frames behind; resynchronised from a screen dump");
+                        let Some(mirror) = view.following.as_ref().map(|(_, m)| m.clone()) else { break };
+                        let Some(fresh) = mirror.join().await else { break };
+                        sanitizer = Sanitizer::default();
+                        view.redraw(&fresh).await;
+                        joined = Some(fresh);
+                    }
+                    // The channel's mirror is gone (dropped from the listing): stay, quiet.
+                    Err(RecvError::Closed) => joined = None,
                 }
-                Ok((_, Frame::Resize { cols, rows })) => {
-                    view.vendor = (cols, rows);
-                    view.title().await;
-                }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::info!(session = %live.id, technician = %tech, "watcher fell {missed} frames behind; resynchronised from a screen dump");
-                    let Some(fresh) = live.mirror.join().await else { break };
-                    joined = fresh;
-                    sanitizer = Sanitizer::default();
-                    view.redraw(&joined).await;
-                }
-                Err(RecvError::Closed) => break,
             },
             msg = rx.wait() => match msg {
-                Some(ChannelMsg::Data { data }) => {
-                    if view.keys(&data, &watching).await == Keys::Detach {
-                        break;
+                Some(ChannelMsg::Data { data }) => match view.keys(&data, &watching).await {
+                    Keys::Detach => break,
+                    Keys::NextChannel => {
+                        if let Some(next) = view.next_channel() {
+                            sanitizer = Sanitizer::default();
+                            joined = view.follow(&next).await;
+                        }
                     }
-                }
+                    Keys::Stay => {}
+                },
                 Some(ChannelMsg::WindowChange { col_width, row_height, .. }) => {
                     view.mine = Pty { cols: col_width, rows: row_height };
                     view.title().await;
@@ -103,6 +151,13 @@ pub async fn run(
                     let _ = tx.data_bytes(format!("\x1b[0m\r\n[chaperone: the session ended: {reason}]\r\n")).await;
                     break;
                 }
+                if view.following.is_none() {
+                    if let Some(entry) = live.default_channel() {
+                        sanitizer = Sanitizer::default();
+                        joined = view.follow(&entry).await;
+                    }
+                }
+                view.tell_end().await;
                 view.title().await;
             }
             _ = status.tick() => view.title().await,
@@ -111,6 +166,14 @@ pub async fn run(
     drop(watching);
     let _ = tx.data_bytes(Bytes::from_static(b"\x1b]0;\x07")).await;
     0
+}
+
+/// The next frame of the followed channel; never, while none is followed.
+async fn next_frame(joined: &mut Option<Joined>) -> Result<(u64, Frame), RecvError> {
+    match joined {
+        Some(joined) => joined.frames.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +191,8 @@ enum Mode {
 enum Keys {
     Stay,
     Detach,
+    /// Follow the session's next channel.
+    NextChannel,
 }
 
 struct View<'a> {
@@ -138,9 +203,43 @@ struct View<'a> {
     mine: Pty,
     vendor: (u32, u32),
     mode: Mode,
+    /// The channel followed (its number) and its mirror.
+    following: Option<(usize, Mirror)>,
+    /// The followed channel's end was shown, so it is shown once.
+    told_end: bool,
 }
 
 impl View<'_> {
+    /// Follows `entry`: its current screen, then its live stream.
+    async fn follow(&mut self, entry: &ChannelEntry) -> Option<Joined> {
+        let joined = entry.mirror.join().await?;
+        self.following = Some((entry.number, entry.mirror.clone()));
+        self.told_end = false;
+        self.redraw(&joined).await;
+        self.tell_end().await;
+        Some(joined)
+    }
+
+    /// The channel after the one followed (in number order, wrapping round).
+    fn next_channel(&self) -> Option<ChannelEntry> {
+        let channels = self.live.channels();
+        let current = self.following.as_ref().map(|(n, _)| *n).unwrap_or(0);
+        channels.iter().find(|c| c.number > current).or(channels.first()).cloned()
+    }
+
+    /// Once the followed channel has ended (or was refused), says so under its screen.
+    async fn tell_end(&mut self) {
+        let Some((number, _)) = &self.following else { return };
+        let Some(entry) = self.live.channels().into_iter().find(|c| c.number == *number) else { return };
+        if self.told_end || matches!(entry.state, ChannelState::Open | ChannelState::Waiting) {
+            return;
+        }
+        self.told_end = true;
+        let line =
+            format!("\x1b[0m\r\n[chaperone: channel {number} {}; ^] c for the next channel]\r\n", entry.status());
+        let _ = self.tx.data_bytes(line.into_bytes()).await;
+    }
+
     /// Clears the technician's screen and draws the vendor's current one.
     async fn redraw(&mut self, joined: &Joined) {
         self.vendor = (joined.cols, joined.rows);
@@ -175,14 +274,22 @@ impl View<'_> {
                         self.vendor.0, self.vendor.1, self.mine.cols, self.mine.rows
                     )
                 };
+                let channels = live.channels();
+                let followed = match &self.following {
+                    Some((n, _)) => format!("channel {n} of {}", channels.len()),
+                    None => "no channel yet".to_string(),
+                };
+                let listed: Vec<String> =
+                    channels.iter().map(|c| format!("{} {} {}", c.number, c.what(), c.status())).collect();
                 format!(
-                    "chaperone {} {}@{} as {} ({}) | {left} min left | watching: {watchers} | {}{size} | ^] f freeze t take a note k kill d detach",
+                    "chaperone {} {}@{} as {} ({}) | {left} min left | watching: {watchers} | {}{size} | {followed} | channels: {} | ^] f freeze t take a note k kill c channel d detach",
                     live.id,
                     live.vendor,
                     live.target,
                     live.account,
                     live.booking_label,
-                    live.input().describe()
+                    live.input().describe(),
+                    listed.join("; ")
                 )
             }
         };
@@ -207,6 +314,7 @@ impl View<'_> {
                         }
                         b'a' => self.mode = Mode::Note(Vec::new()),
                         b'k' => self.mode = Mode::Kill(Vec::new()),
+                        b'c' => return Keys::NextChannel,
                         b'd' => return Keys::Detach,
                         PREFIX => typed.push(PREFIX),
                         _ => {}

@@ -9,8 +9,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::mirror::Mirror;
-
 /// Running sessions by id.
 pub type LiveSessions = Mutex<HashMap<String, Arc<Live>>>;
 
@@ -65,6 +63,9 @@ pub struct Supervision {
     pub ended: Option<String>,
     /// When the last watcher left (supervision required), for the grace period.
     pub unsupervised_since: Option<DateTime<Utc>>,
+    /// Every channel the session took up or keeps waiting, for watchers and `sessions`
+    /// (at most the session's channel limit, so small).
+    pub channels: Vec<super::listing::ChannelEntry>,
 }
 
 #[derive(Debug)]
@@ -80,7 +81,6 @@ pub struct Live {
     pub window_end: DateTime<Utc>,
     pub started: DateTime<Utc>,
     pub notices: broadcast::Sender<Notice>,
-    pub mirror: Mirror,
     /// A technician's keystrokes while the keyboard is taken over; the session's first
     /// channel forwards them. Small: a person types; when full, keystrokes wait.
     pub takeover: mpsc::Sender<Bytes>,
@@ -114,7 +114,6 @@ impl Live {
             window_end: booking.end,
             started,
             notices,
-            mirror: Mirror::new(80, 24),
             takeover,
             supervision: Mutex::new(Supervision {
                 watchers: Vec::new(),
@@ -122,6 +121,7 @@ impl Live {
                 warned: Vec::new(),
                 ended: None,
                 unsupervised_since: None,
+                channels: Vec::new(),
             }),
             changed: watch::channel(0).0,
         }

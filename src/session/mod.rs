@@ -8,7 +8,15 @@
 //! - `refusal`: showing a refused vendor why, then closing.
 //! - `meta`: `session.json` and the store row.
 //! - `supervision`: waiting for a technician, and what joining and leaving do.
+//! - `listing`: the session's channels (number, request, state) and their mirrors.
+//!
+//! Every channel is supervised alike: a shell or command starts only while the session's
+//! input is open (checked when its request would be forwarded), and while input is held
+//! (frozen, taken over, nobody watching) a new one is refused with the reason on its
+//! stderr, audited and marked on the timeline. A channel already running keeps running,
+//! but its input is held like the first channel's.
 
+mod listing;
 mod live;
 mod meta;
 mod refusal;
@@ -21,8 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use russh::Channel;
-use russh::server::{Handle, Msg};
+use russh::server::Handle;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 
@@ -33,6 +40,7 @@ use crate::policy::{self, Admission, Refusal};
 use crate::recording::{self, Recorder, Summary};
 use crate::upstream::Upstream;
 
+pub use listing::{ChannelEntry, ChannelState, Request};
 pub use live::{Input, Live, LiveSessions, Notice, Supervision};
 pub use meta::SessionMeta;
 pub use supervision::{Watching, kill};
@@ -129,7 +137,7 @@ pub async fn run(
     let ended = async {
         let mut pending = VecDeque::new();
         if policy.require_supervisor {
-            supervision::wait_for_technician(&gate, &live, &mut events, &mut pending).await?;
+            supervision::wait_for_technician(&gate, &live, &mut events, &mut pending, MAX_CHANNELS).await?;
         }
         let connecting = Upstream::connect(
             target,
@@ -215,7 +223,7 @@ fn decide(gate: &Gate, login: &LoginName) -> Result<Admission, Refusal> {
 
 /// What every channel relay of a session shares.
 struct Channels<'a> {
-    gate: &'a Gate,
+    gate: &'a Arc<Gate>,
     handle: &'a Handle,
     upstream: &'a Upstream,
     meta: &'a SessionMeta,
@@ -229,7 +237,7 @@ impl Channels<'_> {
     /// channel order. The first channel also carries a technician's keystrokes.
     async fn relay(
         &self,
-        mut pending: VecDeque<Channel<Msg>>,
+        mut pending: VecDeque<supervision::Opened>,
         mut events: mpsc::Receiver<GateEvent>,
         takeover: mpsc::Receiver<Bytes>,
     ) -> Vec<Summary> {
@@ -246,8 +254,8 @@ impl Channels<'_> {
         loop {
             // Channels already open get their relay even if the session has just been
             // ended: the relay tells the vendor why. No new ones are waited for.
-            let channel = match pending.pop_front() {
-                Some(channel) => channel,
+            let supervision::Opened { channel, early } = match pending.pop_front() {
+                Some(opened) => opened,
                 None => {
                     if self.live.ended().is_some() {
                         break;
@@ -266,15 +274,17 @@ impl Channels<'_> {
                         Some(_) = relays.join_next(), if !relays.is_empty() => continue,
                     };
                     let Some(GateEvent::Channel(channel)) = event else { break };
-                    channel
+                    supervision::Opened::new(channel)
                 }
             };
+            let id = channel.id();
             // Relays that ended on their own no longer count; refusals that are done go.
             while relays.try_join_next().is_some() {}
             while refusals.try_join_next().is_some() {}
             if relays.len() >= MAX_CHANNELS {
                 tracing::warn!(session = %meta.id, "channel refused: {MAX_CHANNELS} already open");
                 let reason = format!("this session already has {MAX_CHANNELS} channels open, the most it may have");
+                self.live.channel_dropped(id);
                 refusals.spawn(refusal::on_channel(channel, reason));
                 continue;
             }
@@ -283,6 +293,7 @@ impl Channels<'_> {
                 Ok(c) => c,
                 Err(err) => {
                     tracing::warn!(session = %meta.id, "{err}");
+                    self.live.channel_dropped(id);
                     refusals.spawn(refusal::on_channel(channel, err.to_string()));
                     continue;
                 }
@@ -295,12 +306,14 @@ impl Channels<'_> {
                     Err(err) => {
                         tracing::error!(session = %meta.id, "{err}");
                         let _ = upstream_channel.close().await;
+                        self.live.channel_dropped(id);
                         refusals.spawn(refusal::on_channel(channel, format!("the session cannot be recorded: {err}")));
                         continue;
                     }
                 };
             channels += 1;
             writers.push(writer);
+            let mirror = self.live.channel_started(id, channels);
             let relay = relay::ChannelRelay {
                 vendor: channel,
                 upstream: upstream_channel,
@@ -311,6 +324,10 @@ impl Channels<'_> {
                 live: self.live.clone(),
                 takeover: takeover.take(),
                 input: input.clone(),
+                gate: self.gate.clone(),
+                number: channels,
+                early,
+                mirror,
             };
             relays.spawn(relay.run());
         }

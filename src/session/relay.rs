@@ -7,13 +7,16 @@
 //! reference-count bump.
 
 use russh::server::{Handle, Msg as ServerMsg};
-use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig, client};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig, client};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
+use super::listing::Request;
 use super::{Input, Live, Notice};
+use crate::gate::Gate;
+use crate::mirror::Mirror;
 use crate::policy::{env_allowed, is_file_transfer};
 use crate::recording::{Event, Recorder, Term};
 use bytes::Bytes;
@@ -36,6 +39,15 @@ pub struct ChannelRelay {
     /// Room for vendor input waiting for the target, shared by the session's channels
     /// (see [`input_budget`]).
     pub input: Arc<Semaphore>,
+    /// For the audit entry of a refused shell or command.
+    pub gate: Arc<Gate>,
+    /// The channel's number in the session (its recording's), as watchers name it.
+    pub number: usize,
+    /// What the vendor's client sent while the channel waited for a technician; relayed
+    /// first, in order.
+    pub early: Vec<ChannelMsg>,
+    /// This channel's own mirror (watchers follow one channel at a time).
+    pub mirror: Mirror,
 }
 
 /// Why a relay ended, which decides how the two sides are closed.
@@ -51,19 +63,36 @@ enum End {
     RecordingFailed,
     /// The session was ended (window over, booking cancelled, shutdown); the reason.
     Ended(String),
+    /// The shell or command was not started because the session's input is held
+    /// (frozen, taken over, nobody watching); the reason.
+    Held(String),
 }
 
 impl ChannelRelay {
     pub async fn run(self) {
-        let ChannelRelay { vendor, upstream, server, recorder, mut notices, banner, live, takeover, input } = self;
+        let ChannelRelay {
+            vendor,
+            upstream,
+            server,
+            recorder,
+            mut notices,
+            banner,
+            live,
+            takeover,
+            input,
+            gate,
+            number,
+            early,
+            mirror,
+        } = self;
         let vendor_id = vendor.id();
         let terminal = AtomicBool::new(false);
         let (vendor_rx, vendor_tx) = vendor.split();
         let (upstream_rx, upstream_tx) = upstream.split();
 
         let end = tokio::select! {
-            end = to_target(vendor_rx, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live, terminal: &terminal }, takeover, input) => end,
-            end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder, &live) => end,
+            end = to_target(vendor_rx, early, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live, terminal: &terminal, gate: &gate, number, id: vendor_id, mirror: &mirror }, takeover, input) => end,
+            end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder, &live, &mirror) => end,
             end = follow_notices(&mut notices, &vendor_tx, &recorder, &terminal, &live) => end,
             _ = recorder.failed() => End::RecordingFailed,
         };
@@ -72,7 +101,7 @@ impl ChannelRelay {
             End::Target | End::Vendor => None,
             End::Refused => Some("the target refused to start the shell or command"),
             End::RecordingFailed => Some("the recording cannot be written, so the session has been ended"),
-            End::Ended(reason) => Some(reason.as_str()),
+            End::Ended(reason) | End::Held(reason) => Some(reason.as_str()),
         };
         if let Some(notice) = notice {
             tell_vendor(&vendor_tx, &recorder, notice).await;
@@ -84,6 +113,7 @@ impl ChannelRelay {
         if end != End::Target {
             let _ = upstream_tx.close().await;
         }
+        live.channel_closed(vendor_id);
         tracing::debug!(channel = %vendor_id, "relay ended: {end:?}");
     }
 }
@@ -150,6 +180,7 @@ pub fn input_budget() -> Arc<Semaphore> {
 /// a side fails.
 async fn to_target(
     mut rx: ChannelReadHalf,
+    early: Vec<ChannelMsg>,
     tx: &ChannelWriteHalf<client::Msg>,
     recorder: &Recorder,
     shell: Shell<'_>,
@@ -157,6 +188,10 @@ async fn to_target(
     budget: Arc<Semaphore>,
 ) -> End {
     let (queue_tx, mut queue) = mpsc::unbounded_channel::<(ChannelMsg, Option<OwnedSemaphorePermit>)>();
+    // Bounded by the read-ahead of a waiting channel (a few requests).
+    for msg in early {
+        let _ = queue_tx.send((msg, None));
+    }
     let reader = async move {
         while let Some(msg) = rx.wait().await {
             let permit = match &msg {
@@ -213,6 +248,7 @@ async fn to_target(
                 Forwarded::Closed => return End::Vendor,
                 Forwarded::RecordingFailed => return End::RecordingFailed,
                 Forwarded::TargetGone => return End::Target,
+                Forwarded::Held(reason) => return End::Held(reason),
             }
         }
     };
@@ -229,6 +265,8 @@ enum Forwarded {
     Closed,
     RecordingFailed,
     TargetGone,
+    /// The shell or command was refused: the session's input is held.
+    Held(String),
 }
 
 /// The vendor's side of the channel as the vendor→target direction needs it: the
@@ -239,6 +277,27 @@ struct Shell<'a> {
     live: &'a Live,
     /// Set when the vendor asked for a pty: the channel is a terminal.
     terminal: &'a AtomicBool,
+    gate: &'a Gate,
+    /// The channel's number in the session and its vendor-side id (its listing's key).
+    number: usize,
+    id: ChannelId,
+    mirror: &'a Mirror,
+}
+
+impl Shell<'_> {
+    /// Notes the channel's request; if the session's input is held right now (the
+    /// decision is taken here, as the request would be forwarded, not when the channel
+    /// opened), refuses it: the reason, audited and marked.
+    fn held(&self, request: Request) -> Option<String> {
+        self.live.channel_request(self.id, request.clone());
+        let input = self.live.input();
+        if input == Input::Open {
+            return None;
+        }
+        let reason = super::supervision::refuse_channel(self.gate, self.live, self.number, &request, &input);
+        self.live.channel_refused(self.id, reason.clone());
+        Some(reason)
+    }
 }
 
 /// Records and forwards one message from the vendor.
@@ -262,13 +321,17 @@ async fn forward_to_target(
         ChannelMsg::RequestPty { term: kind, col_width, row_height, pix_width, pix_height, terminal_modes, .. } => {
             *term = Term { cols: col_width, rows: row_height, kind: Some(kind.clone()) };
             shell.terminal.store(true, Ordering::Relaxed);
-            shell.live.mirror.resize(col_width, row_height);
+            shell.live.channel_pty(shell.id);
+            shell.mirror.resize(col_width, row_height);
             tx.request_pty(false, &kind, col_width, row_height, pix_width, pix_height, &terminal_modes).await
         }
         ChannelMsg::SetEnv { variable_name, variable_value, .. } if env_allowed(&variable_name) => {
             tx.set_env(false, variable_name, variable_value).await
         }
         ChannelMsg::RequestShell { .. } => {
+            if let Some(reason) = shell.held(Request::Shell) {
+                return Forwarded::Held(reason);
+            }
             if !recorded(recorder.record(Event::Start { term: term.clone(), command: None }).await) {
                 return Forwarded::RecordingFailed;
             }
@@ -284,6 +347,9 @@ async fn forward_to_target(
         ChannelMsg::Exec { command, .. } if is_file_transfer(&command) => Ok(()),
         ChannelMsg::Exec { command, .. } => {
             let shown = String::from_utf8_lossy(&command).into_owned();
+            if let Some(reason) = shell.held(Request::Exec(shown.clone())) {
+                return Forwarded::Held(reason);
+            }
             if !recorded(recorder.record(Event::Start { term: term.clone(), command: Some(shown) }).await) {
                 return Forwarded::RecordingFailed;
             }
@@ -293,10 +359,11 @@ async fn forward_to_target(
             if !recorded(recorder.record(Event::Resize { cols: col_width, rows: row_height }).await) {
                 return Forwarded::RecordingFailed;
             }
-            shell.live.mirror.resize(col_width, row_height);
+            shell.mirror.resize(col_width, row_height);
             tx.window_change(col_width, row_height, pix_width, pix_height).await
         }
-        ChannelMsg::Signal { signal } => tx.signal(signal).await,
+        // A signal is input too: held with the keystrokes.
+        ChannelMsg::Signal { signal } if shell.live.input() == Input::Open => tx.signal(signal).await,
         // Refused by the gate (subsystems, X11, agent, other env) or not ours to relay.
         _ => Ok(()),
     };
@@ -315,6 +382,7 @@ async fn to_vendor(
     server: &Handle,
     recorder: &Recorder,
     live: &Live,
+    mirror: &Mirror,
 ) -> End {
     while let Some(msg) = rx.wait().await {
         let sent = match msg {
@@ -323,14 +391,14 @@ async fn to_vendor(
                 if recorder.record(Event::Output(data.clone())).await.is_err() {
                     return End::RecordingFailed;
                 }
-                live.mirror.output(data.clone());
+                mirror.output(data.clone());
                 tx.data_bytes(data).await.is_ok()
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 if recorder.record(Event::Stderr(data.clone())).await.is_err() {
                     return End::RecordingFailed;
                 }
-                live.mirror.output(data.clone());
+                mirror.output(data.clone());
                 tx.extended_data_bytes(ext, data).await.is_ok()
             }
             ChannelMsg::Eof => tx.eof().await.is_ok(),
@@ -339,12 +407,14 @@ async fn to_vendor(
                 if recorder.record(Event::Exit(i64::from(exit_status))).await.is_err() {
                     return End::RecordingFailed;
                 }
+                live.channel_exit(tx.id(), i64::from(exit_status));
                 tx.exit_status(exit_status).await.is_ok()
             }
             ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
                 if recorder.record(Event::Exit(128 + signal_number(&signal_name))).await.is_err() {
                     return End::RecordingFailed;
                 }
+                live.channel_exit(tx.id(), 128 + signal_number(&signal_name));
                 server.exit_signal_request(tx.id(), signal_name, core_dumped, error_message, lang_tag).await.is_ok()
             }
             // Only shell and exec are sent wanting a reply: a failure means no session.

@@ -10,6 +10,11 @@ use russh::Channel;
 use russh::server::Msg;
 use tokio::sync::mpsc;
 
+use russh::ChannelMsg;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::listing::Request;
 use super::{Input, Live, Notice};
 use crate::audit::Event;
 use crate::gate::{Gate, GateEvent};
@@ -18,13 +23,33 @@ use crate::policy::format_time;
 /// How often waiting re-reads the clock (the wait's end follows the injected clock).
 const WAIT_TICK: Duration = Duration::from_secs(1);
 
+/// Messages of a waiting channel read ahead, at most: a client sends a few (a terminal,
+/// its environment, the request) before it waits for the shell; a channel that sends more
+/// before its request is left unread (the client then waits, nothing is lost).
+const READ_AHEAD: usize = 32;
+
+/// A channel the session took up, with what its client sent while it waited.
+pub struct Opened {
+    pub channel: Channel<Msg>,
+    /// Read while waiting for a technician (to list the channel's request); relayed first.
+    pub early: Vec<ChannelMsg>,
+}
+
+impl Opened {
+    pub fn new(channel: Channel<Msg>) -> Opened {
+        Opened { channel, early: Vec::new() }
+    }
+}
+
 /// Waits until a technician watches `live`. Channels the vendor opens meanwhile are told
-/// why nothing happens yet and kept in `pending` for the relay.
+/// why nothing happens yet, listed (with their request, as soon as it comes) and kept in
+/// `pending` for the relay; nothing of theirs reaches the target before then.
 pub async fn wait_for_technician(
     gate: &Gate,
-    live: &Live,
+    live: &Arc<Live>,
     events: &mut mpsc::Receiver<GateEvent>,
-    pending: &mut VecDeque<Channel<Msg>>,
+    pending: &mut VecDeque<Opened>,
+    max_channels: usize,
 ) -> Result<(), String> {
     let policy = &gate.config.policy;
     let deadline = gate.clock.now() + policy.supervisor_wait;
@@ -36,15 +61,31 @@ pub async fn wait_for_technician(
     );
     let mut changed = live.subscribe();
     let mut tick = tokio::time::interval(WAIT_TICK);
+    // Each waiting channel is read up to its request, so the joining technician sees
+    // what it will run; told to stop when the wait ends.
+    let stop = CancellationToken::new();
+    let _stop_on_drop = stop.clone().drop_guard();
+    let mut intakes: JoinSet<(usize, Opened)> = JoinSet::new();
+    // Channels over the limit, being told so; dropped with the wait.
+    let mut refusals = JoinSet::new();
     loop {
         if let Some(reason) = live.ended() {
             return Err(reason);
         }
         let watchers = live.watchers();
         if !watchers.is_empty() {
+            stop.cancel();
+            let mut opened = Vec::new();
+            while let Some(intake) = intakes.join_next().await {
+                if let Ok(intake) = intake {
+                    opened.push(intake);
+                }
+            }
+            opened.sort_by_key(|(number, _)| *number);
             let joined = format!("chaperone: technician {} is watching; starting the session\r\n", watchers.join(", "));
-            for channel in pending.iter() {
-                let _ = channel.extended_data(1, joined.as_bytes()).await;
+            for (_, channel) in opened {
+                let _ = channel.channel.extended_data(1, joined.as_bytes()).await;
+                pending.push_back(channel);
             }
             return Ok(());
         }
@@ -57,8 +98,15 @@ pub async fn wait_for_technician(
         tokio::select! {
             event = events.recv() => match event {
                 Some(GateEvent::Channel(channel)) => {
+                    while refusals.try_join_next().is_some() {}
+                    if intakes.len() >= max_channels {
+                        let reason = format!("this session already has {max_channels} channels open, the most it may have");
+                        refusals.spawn(super::refusal::on_channel(channel, reason));
+                        continue;
+                    }
                     let _ = channel.extended_data(1, waiting.as_bytes()).await;
-                    pending.push_back(channel);
+                    let number = live.channel_waiting(channel.id());
+                    intakes.spawn(intake(channel, number, live.clone(), stop.clone()));
                 }
                 None => return Err("the vendor left before a technician joined".into()),
             },
@@ -67,6 +115,66 @@ pub async fn wait_for_technician(
             _ = gate.shutdown.cancelled() => return Err("the bastion is shutting down".into()),
         }
     }
+}
+
+/// Reads a waiting channel up to its request (noting it in the session's channel list)
+/// or until told to stop; what was read goes to the relay with the channel.
+async fn intake(mut channel: Channel<Msg>, number: usize, live: Arc<Live>, stop: CancellationToken) -> (usize, Opened) {
+    let mut early = Vec::new();
+    let id = channel.id();
+    while early.len() < READ_AHEAD {
+        let msg = tokio::select! {
+            msg = channel.wait() => msg,
+            _ = stop.cancelled() => break,
+        };
+        let Some(msg) = msg else { break };
+        let requested = match &msg {
+            ChannelMsg::RequestPty { .. } => {
+                live.channel_pty(id);
+                false
+            }
+            ChannelMsg::RequestShell { .. } => {
+                live.channel_request(id, Request::Shell);
+                true
+            }
+            ChannelMsg::Exec { command, .. } => {
+                live.channel_request(id, Request::Exec(String::from_utf8_lossy(command).into_owned()));
+                true
+            }
+            ChannelMsg::Close | ChannelMsg::RequestSubsystem { .. } => true,
+            _ => false,
+        };
+        early.push(msg);
+        if requested {
+            break;
+        }
+    }
+    (number, Opened { channel, early })
+}
+
+/// Refuses a channel's shell or command because the session's input is held (`input`):
+/// the vendor reads why on the channel's stderr (the relay writes it), the audit log and
+/// the session's timeline (a marker in every open channel's recording, the first one's
+/// included, which replay shows) say which channel asked for what.
+pub fn refuse_channel(gate: &Gate, live: &Live, number: usize, request: &Request, input: &Input) -> String {
+    let asked = match request {
+        Request::Exec(command) => format!("command {:?}", super::listing::shown(command)),
+        _ => "shell".to_string(),
+    };
+    let why = match input {
+        Input::Frozen(by) => format!("technician {by} froze the session's input"),
+        Input::TakenOver(by) => format!("technician {by} has taken over the keyboard"),
+        Input::Unsupervised => "no technician is watching".to_string(),
+        Input::Open => "the session's input is held".to_string(),
+    };
+    let reason = format!("channel {number} refused: a new {asked} cannot start while {why}");
+    let detail = match request {
+        Request::Exec(command) => format!("channel {number}: exec {command:?} refused: {why}"),
+        _ => format!("channel {number}: shell refused: {why}"),
+    };
+    gate.audit(Event::new("channel.refused", detail).vendor(&live.vendor).booking(live.booking).session(&live.id));
+    live.notify(Notice::Mark(reason.clone()));
+    reason
 }
 
 /// A technician watching a session; leaving (drop) is recorded like joining.
