@@ -7,6 +7,7 @@
 //! Every frame carries a sequence number; a joiner gets the dump with the number it
 //! reflects and skips frames up to it, so nothing is shown twice or lost at the seam.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -58,6 +59,10 @@ struct Inner {
     /// sequence order (output and resizes come from different tasks).
     ring: Mutex<(u64, broadcast::Sender<(u64, Frame)>)>,
     joins: mpsc::Sender<oneshot::Sender<Joined>>,
+    /// Set when the channel has a pty. A command without one writes bare line feeds,
+    /// which a terminal (the emulator's, a watcher's) shows as a staircase: the mirror
+    /// shows them as new lines instead.
+    terminal: Arc<AtomicBool>,
 }
 
 impl Mirror {
@@ -67,8 +72,30 @@ impl Mirror {
         let (tx, rx) = broadcast::channel(RING_FRAMES);
         // Joins are rare; a handful waiting is plenty.
         let (joins, join_rx) = mpsc::channel(8);
-        tokio::spawn(emulate(cols, rows, rx, tx.clone(), join_rx));
-        Mirror { inner: Arc::new(Inner { ring: Mutex::new((0, tx)), joins }) }
+        let terminal = Arc::new(AtomicBool::new(false));
+        tokio::spawn(emulate(cols, rows, rx, tx.clone(), join_rx, terminal.clone()));
+        Mirror { inner: Arc::new(Inner { ring: Mutex::new((0, tx)), joins, terminal }) }
+    }
+
+    /// The channel got a pty: its output is a terminal's, shown as it is.
+    pub fn set_terminal(&self) {
+        self.inner.terminal.store(true, Ordering::Relaxed);
+    }
+
+    /// Output as a watcher's terminal should get it: a command's bare line feeds become
+    /// new lines (a pty's output is left alone).
+    pub fn shown(&self, data: Vec<u8>) -> Vec<u8> {
+        if self.inner.terminal.load(Ordering::Relaxed) {
+            return data;
+        }
+        let mut out = Vec::with_capacity(data.len() + data.len() / 16);
+        for b in data {
+            if b == b'\n' {
+                out.push(b'\r');
+            }
+            out.push(b);
+        }
+        out
     }
 
     /// Publishes output. Never waits.
@@ -103,8 +130,10 @@ async fn emulate(
     mut rx: broadcast::Receiver<(u64, Frame)>,
     tx: broadcast::Sender<(u64, Frame)>,
     mut joins: mpsc::Receiver<oneshot::Sender<Joined>>,
+    terminal: Arc<AtomicBool>,
 ) {
     let mut screen = Screen::new(cols, rows);
+    screen.terminal = terminal;
     let mut tick = tokio::time::interval(EMULATOR_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -199,13 +228,16 @@ struct Screen {
     seq: u64,
     cols: u32,
     rows: u32,
+    /// The mirror's: false while the channel has no pty (see [`Inner::terminal`]).
+    terminal: Arc<AtomicBool>,
 }
 
 impl Screen {
     fn new(cols: u32, rows: u32) -> Screen {
         let (cols, rows) = (clamp_side(cols as usize) as u32, clamp_side(rows as usize) as u32);
         let vt = emulator(cols as usize, rows as usize);
-        Screen { vt, carry: Utf8Carry::default(), text: String::new(), seq: 0, cols, rows }
+        let terminal = Arc::new(AtomicBool::new(true));
+        Screen { vt, carry: Utf8Carry::default(), text: String::new(), seq: 0, cols, rows, terminal }
     }
 
     fn apply(&mut self, seq: u64, frame: &Frame) {
@@ -214,7 +246,11 @@ impl Screen {
             Frame::Output(data) => {
                 self.text.clear();
                 self.carry.decode_into(data, &mut self.text);
-                self.vt.feed(self.text.as_str());
+                if self.terminal.load(Ordering::Relaxed) {
+                    self.vt.feed(self.text.as_str());
+                } else {
+                    self.vt.feed(self.text.replace('\n', "\r\n").as_str());
+                }
             }
             Frame::Resize { cols, rows } => {
                 self.cols = clamp_side(*cols as usize) as u32;
@@ -273,6 +309,19 @@ mod tests {
         let mut replay = avt::Terminal::new(20, 5).unwrap();
         replay.feed(again.dump.as_str());
         assert_eq!(replay.screen().text()[1].trim_end(), "bold wärld");
+    }
+
+    #[tokio::test]
+    async fn a_command_without_a_pty_is_shown_line_by_line() {
+        let mirror = Mirror::new(20, 5);
+        mirror.output(Bytes::from_static(b"one\ntwo\n"));
+        let joined = mirror.join().await.unwrap();
+        let mut replay = avt::Terminal::new(20, 5).unwrap();
+        replay.feed(joined.dump.as_str());
+        assert_eq!(replay.screen().text()[1].trim_end(), "two");
+        assert_eq!(mirror.shown(b"a\nb".to_vec()), b"a\r\nb");
+        mirror.set_terminal();
+        assert_eq!(mirror.shown(b"a\nb".to_vec()), b"a\nb");
     }
 
     #[tokio::test]

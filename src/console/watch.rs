@@ -102,6 +102,10 @@ pub async fn run(
                     Ok((_, Frame::Output(data))) => {
                         let mut shown = Vec::with_capacity(data.len());
                         sanitizer.filter_bytes(&data, &mut shown);
+                        let shown = match &view.following {
+                            Some((_, mirror)) => mirror.shown(shown),
+                            None => shown,
+                        };
                         if tx.data_bytes(shown).await.is_err() {
                             break;
                         }

@@ -322,6 +322,7 @@ async fn forward_to_target(
             *term = Term { cols: col_width, rows: row_height, kind: Some(kind.clone()) };
             shell.terminal.store(true, Ordering::Relaxed);
             shell.live.channel_pty(shell.id);
+            shell.mirror.set_terminal();
             shell.mirror.resize(col_width, row_height);
             tx.request_pty(false, &kind, col_width, row_height, pix_width, pix_height, &terminal_modes).await
         }

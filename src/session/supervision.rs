@@ -23,9 +23,9 @@ use crate::policy::format_time;
 /// How often waiting re-reads the clock (the wait's end follows the injected clock).
 const WAIT_TICK: Duration = Duration::from_secs(1);
 
-/// Messages of a waiting channel read ahead, at most: a client sends a few (a terminal,
-/// its environment, the request) before it waits for the shell; a channel that sends more
-/// before its request is left unread (the client then waits, nothing is lost).
+/// Messages of a waiting channel kept, at most: a client sends a few (a terminal, its
+/// environment, the request, a resize or two) before a technician joins; more are
+/// dropped, so a waiting channel holds little.
 const READ_AHEAD: usize = 32;
 
 /// A channel the session took up, with what its client sent while it waited.
@@ -117,35 +117,42 @@ pub async fn wait_for_technician(
     }
 }
 
-/// Reads a waiting channel up to its request (noting it in the session's channel list)
-/// or until told to stop; what was read goes to the relay with the channel.
+/// Reads a waiting channel until told to stop, noting its request in the session's
+/// channel list. What the vendor types meanwhile is discarded, as whenever nobody watches
+/// (the vendor is told once): typed ahead, it would run the moment a technician joins,
+/// before they could act. The rest goes to the relay with the channel, in order.
 async fn intake(mut channel: Channel<Msg>, number: usize, live: Arc<Live>, stop: CancellationToken) -> (usize, Opened) {
     let mut early = Vec::new();
     let id = channel.id();
-    while early.len() < READ_AHEAD {
+    let mut told = false;
+    loop {
         let msg = tokio::select! {
             msg = channel.wait() => msg,
             _ = stop.cancelled() => break,
         };
         let Some(msg) = msg else { break };
-        let requested = match &msg {
-            ChannelMsg::RequestPty { .. } => {
-                live.channel_pty(id);
-                false
+        match &msg {
+            ChannelMsg::Data { .. } => {
+                if !told {
+                    let text =
+                        format!("\r\nchaperone: your input is discarded ({})\r\n", Input::Unsupervised.describe());
+                    let _ = channel.extended_data(1, text.as_bytes()).await;
+                    told = true;
+                }
+                continue;
             }
-            ChannelMsg::RequestShell { .. } => {
-                live.channel_request(id, Request::Shell);
-                true
-            }
+            ChannelMsg::RequestPty { .. } => live.channel_pty(id),
+            ChannelMsg::RequestShell { .. } => live.channel_request(id, Request::Shell),
             ChannelMsg::Exec { command, .. } => {
-                live.channel_request(id, Request::Exec(String::from_utf8_lossy(command).into_owned()));
-                true
+                live.channel_request(id, Request::Exec(String::from_utf8_lossy(command).into_owned()))
             }
-            ChannelMsg::Close | ChannelMsg::RequestSubsystem { .. } => true,
-            _ => false,
-        };
-        early.push(msg);
-        if requested {
+            _ => {}
+        }
+        let closed = matches!(msg, ChannelMsg::Close);
+        if early.len() < READ_AHEAD || closed {
+            early.push(msg);
+        }
+        if closed {
             break;
         }
     }
