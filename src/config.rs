@@ -244,9 +244,7 @@ impl Config {
         let base = absolute(path.parent().unwrap_or(Path::new(".")));
 
         let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:2222");
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| invalid(format!("server.listen: {listen_text:?} is not an address like 127.0.0.1:2222")))?;
+        let listen: SocketAddr = listen_address(listen_text).map_err(|e| invalid(format!("server.listen: {e}")))?;
         let logins = login_limits(&raw.server).map_err(invalid)?;
         let data_dir = base.join(raw.server.data_dir.unwrap_or_else(|| PathBuf::from("data")));
         let recordings_dir = base.join(raw.server.recordings_dir.unwrap_or_else(|| PathBuf::from("recordings")));
@@ -284,6 +282,11 @@ impl Config {
             worker_threads,
         })
     }
+}
+
+/// A listening address, with a message that shows both forms (IPv6 needs brackets).
+pub fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| format!("{text:?} is not an address like 127.0.0.1:2222 or [::1]:2222"))
 }
 
 /// Half the CPU cores, at least one. The runtime's workers carry the SSH traffic (sockets,
@@ -481,6 +484,13 @@ mod tests {
         assert!(err.to_string().contains("line 2"), "{err}");
         let err = Config::from_toml(Path::new("/x/c.toml"), "[recording]\nzstd_level = 40\n").unwrap_err();
         assert!(err.to_string().contains("zstd_level"), "{err}");
+        let listen = |text: &str| Config::from_toml(Path::new("/x/c.toml"), &format!("[server]\nlisten = {text:?}\n"));
+        assert_eq!(listen("[::1]:2222").unwrap().listen.to_string(), "[::1]:2222");
+        let err = listen("::1:2222").unwrap_err().to_string();
+        assert!(
+            err.ends_with("server.listen: \"::1:2222\" is not an address like 127.0.0.1:2222 or [::1]:2222"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -74,3 +74,140 @@ fn terminal_queries_never_answer_into_a_session_during_a_takeover() {
         "an answer was recorded as typed: {typed:?}"
     );
 }
+
+/// `serve` started as `cmd`, with the address it reports and that address's port.
+fn serve(cmd: &mut Command, b: &Bastion) -> (std::process::Child, String, u16) {
+    let log = std::fs::File::create(b.dir.join("serve.log")).unwrap();
+    let mut child = cmd
+        .env("CHAPERONE_LOG", "info")
+        .env("CHAPERONE_TEST_CLOCK", b.dir.join("clock"))
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("serve did not start: {}", b.log()));
+    let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    (child, addr, port)
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The README offers `CHAPERONE_CONFIG` instead of `--config`. The bastion's own
+/// environment is no part of what a technician types: console commands work, and a
+/// `--config` the technician does give is still refused.
+#[test]
+fn console_commands_work_when_serve_has_chaperone_config_in_its_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = Bastion::new(tmp.path());
+    b.set_clock(TEST_NOW);
+    let tech = VendorClient::new(tmp.path(), "alice");
+    b.ok(&["tech", "add", "alice", "--email", "alice@provider.example", "--key", &tech.public_key_path()]);
+    let mut cmd = Command::new(BIN);
+    cmd.env("CHAPERONE_CONFIG", &b.config).args(["serve", "--listen", "127.0.0.1:0"]);
+    let (child, _, port) = serve(&mut cmd, &b);
+    let _serving = Killed(child);
+    b.port = port;
+    tech.trust(&b);
+    let console = |command: &str| tech.ssh(&b, "alice").arg(command).stdin(Stdio::null()).output().unwrap();
+    for command in ["booking list", "sessions", "audit"] {
+        let out = console(command);
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("--config"), "{command}: {}", stderr(&out));
+    }
+    assert!(stdout(&console("booking list")).contains("no bookings"));
+    assert!(stdout(&console("audit")).contains("tech.login"));
+    let out = console("booking list --config /etc/passwd");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--config cannot be given over ssh"), "{}", stderr(&out));
+}
+
+/// `serve --listen [::1]:0` serves vendors over IPv6, to a target registered by its IPv6
+/// address, and says where it listens.
+#[test]
+fn the_bastion_listens_and_reaches_targets_over_ipv6() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        println!("note: this machine has no ::1; the IPv6 test is skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b =
+        Bastion::with_config(tmp.path(), "[policy]\nrequire_acknowledgements = false\nrequire_supervisor = false\n");
+    b.set_clock(TEST_NOW);
+    let sshd = Sshd::start_with(tmp.path(), &b.upstream_public_key(), "ListenAddress ::1\n");
+    let vendor = VendorClient::new(tmp.path(), "acme");
+    let account = whoami();
+    let target = format!("[::1]:{}", sshd.port);
+    b.ok(&["client", "add", "globex", "--email", "it@globex.example"]);
+    b.ok(&["vendor", "add", "acme", "--email", "ops@acme.example", "--key", &vendor.public_key_path()]);
+    let tech = VendorClient::new(tmp.path(), "alice");
+    b.ok(&["tech", "add", "alice", "--email", "alice@provider.example", "--key", &tech.public_key_path()]);
+    let plan = tmp.path().join("plan.md");
+    std::fs::write(&plan, "# Over IPv6\n- look around\n").unwrap();
+    b.ok(&[
+        "target",
+        "add",
+        "erp01",
+        "--address",
+        &target,
+        "--host-key",
+        &sshd.host_key_pub,
+        "--account",
+        &account,
+        "--client",
+        "globex",
+    ]);
+    let id = b.ok(&[
+        "booking",
+        "create",
+        "--vendor",
+        "acme",
+        "--target",
+        "erp01",
+        "--account",
+        &account,
+        "--start",
+        "2026-12-03 09:00",
+        "--end",
+        "2026-12-03 20:00",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--emergency",
+        "test",
+        "--by",
+        "alice",
+    ]);
+    b.ok(&["booking", "approve", id.trim(), "--by", "alice"]);
+
+    let mut cmd = b.command();
+    cmd.args(["serve", "--listen", "[::1]:0"]);
+    let (child, addr, port) = serve(&mut cmd, &b);
+    let _serving = Killed(child);
+    assert_eq!(addr, format!("[::1]:{port}"));
+    std::fs::write(&vendor.known_hosts, format!("[::1]:{port} {}\n", b.host_public_key())).unwrap();
+    let out = Command::new("ssh")
+        .args(vendor.options(&b))
+        .args(["-p", &port.to_string(), "acme:erp01@::1", "echo over-$((3+3))"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", stderr(&out), b.log());
+    assert!(stdout(&out).contains("over-6"), "{}", stdout(&out));
+    let sessions = b.ok(&["recordings", "list"]);
+    assert_eq!(sessions.lines().count(), 1, "{sessions}");
+}

@@ -13,13 +13,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use clap::Parser;
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::Event;
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 use crate::commands::{Caller, Ctx, Hangup, RemoteTerminal, parse_keys};
 use crate::gate::{Gate, GateEvent};
 
@@ -161,7 +160,7 @@ async fn execute(
     rx: &mut ChannelReadHalf,
     tx: &ChannelWriteHalf<Msg>,
 ) -> u32 {
-    let cli = match Cli::try_parse_from(std::iter::once("chaperone".to_string()).chain(args.iter().cloned())) {
+    let cli = match crate::cli::parse_console(args.iter().cloned()) {
         Ok(cli) => cli,
         Err(err) => {
             // --help and --version end up here too, and are not errors.
