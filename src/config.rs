@@ -12,10 +12,16 @@ use serde::Deserialize;
 /// `CHAPERONE_CONFIG` says otherwise (relative to the current folder).
 pub const DEFAULT_CONFIG_PATH: &str = "config/chaperone.toml";
 
+/// Most a configuration file may hold: a few dozen lines in practice.
+pub const MAX_CONFIG: usize = 1024 * 1024;
+
+/// Most a CA file (`mail.smtp_ca`) may hold: a whole system bundle is about 200 KiB.
+pub const MAX_CA_FILE: usize = 4 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Read(#[from] crate::files::ReadError),
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config {path}: {message}")]
@@ -231,8 +237,7 @@ impl Config {
 
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = crate::files::read_text(path, MAX_CONFIG, "config")?;
         Config::from_toml(path, &text)
     }
 
@@ -387,8 +392,8 @@ fn mail_config(raw: &RawMail, data_dir: &Path, base: &Path) -> Result<MailConfig
                 }
                 Some(path) => {
                     let path = base.join(path);
-                    let pem = std::fs::read(&path)
-                        .map_err(|e| format!("mail.smtp_ca: cannot read {}: {e}", path.display()))?;
+                    let pem =
+                        crate::files::read(&path, MAX_CA_FILE, "file").map_err(|e| format!("mail.smtp_ca: {e}"))?;
                     crate::notify::check_ca(&pem).map_err(|e| format!("mail.smtp_ca: {}: {e}", path.display()))?;
                     Some(pem)
                 }

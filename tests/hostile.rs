@@ -211,3 +211,75 @@ fn the_bastion_listens_and_reaches_targets_over_ipv6() {
     let sessions = b.ok(&["recordings", "list"]);
     assert_eq!(sessions.lines().count(), 1, "{sessions}");
 }
+
+/// An RSA key pair of `bits` (ssh-keygen still makes 1024-bit ones).
+fn rsa_key(dir: &std::path::Path, name: &str, bits: u32) -> VendorClient {
+    let key = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", &bits.to_string(), "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen -t rsa -b {bits}");
+    VendorClient { key, known_hosts: dir.join(format!("{name}_known_hosts")) }
+}
+
+/// RSA keys under 2048 bits are refused as OpenSSH's `RequiredRSASize` asks: at
+/// registration with a one-line error, and at login when an old database holds one
+/// (refused and audited). A 2048-bit key works.
+#[test]
+fn short_rsa_keys_are_refused_at_registration_and_at_login() {
+    let w = World::new();
+    let short = rsa_key(w.tmp.path(), "short_rsa", 1024);
+    for args in [
+        vec!["vendor", "key", "add", "acme", "--key", &short.public_key_path()],
+        vec!["tech", "add", "bob", "--email", "bob@provider.example", "--key", &short.public_key_path()],
+        vec!["vendor", "add", "globex-it", "--email", "it@globex.example", "--key", &short.public_key_path()],
+        vec![
+            "target",
+            "add",
+            "erp02",
+            "--address",
+            "127.0.0.1:22",
+            "--host-key",
+            &short.public_key_path(),
+            "--account",
+            "app",
+            "--client",
+            "globex",
+        ],
+    ] {
+        let out = w.bastion.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("an RSA key of 1024 bits is too short: at least 2048 bits are required"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    assert!(w.bastion.ok(&["vendor", "show", "acme"]).lines().filter(|l| l.starts_with("key:")).count() == 1);
+
+    let long = rsa_key(w.tmp.path(), "long_rsa", 2048);
+    w.bastion.ok(&["vendor", "key", "add", "acme", "--key", &long.public_key_path()]);
+    long.trust(&w.bastion);
+    let out = long.ssh(&w.bastion, "acme:erp01").arg("echo rsa-ok").stdin(Stdio::null()).output().unwrap();
+    assert!(stdout(&out).contains("rsa-ok"), "{}", stderr(&out));
+
+    // A database from before the check holds the short key.
+    let line = std::fs::read_to_string(short.public_key_path()).unwrap();
+    let line = line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let listed = Command::new("ssh-keygen").arg("-lf").arg(short.public_key_path()).output().unwrap();
+    let fingerprint = stdout(&listed).split_whitespace().nth(1).unwrap().to_string();
+    let db = rusqlite::Connection::open(w.bastion.dir.join("data/chaperone.db")).unwrap();
+    db.execute(
+        "INSERT INTO vendor_keys (fingerprint, vendor, public_key) VALUES (?1, 'acme', ?2)",
+        [&fingerprint, &line],
+    )
+    .unwrap();
+    drop(db);
+    short.trust(&w.bastion);
+    let out = short.ssh(&w.bastion, "acme:erp01").arg("echo short-ok").stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(255), "logged in with a 1024-bit key: {}", stdout(&out));
+    assert!(!stdout(&out).contains("short-ok"));
+    assert!(stderr(&out).contains("Permission denied"), "{}", stderr(&out));
+    let audit = w.bastion.ok(&["audit", "--vendor", "acme"]);
+    assert!(audit.contains(&format!("key {fingerprint} is refused: an RSA key of 1024 bits is too short")), "{audit}");
+}
