@@ -573,6 +573,18 @@ fn plans_and_reasons_that_would_act_on_a_terminal_are_refused_and_old_ones_shown
     let mut child = ssh.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), hostile[0].0.as_bytes()).unwrap();
     refused(child.wait_with_output().unwrap(), "line 3, column 9: ESC (U+001B)");
+    // An endless standard input is not waited for.
+    let zero = std::fs::File::open("/dev/zero").unwrap();
+    let mut child = ssh.stdin(zero).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the bastion still reads an endless plan after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    refused(child.wait_with_output().unwrap(), "plan from standard input is over the 64 KiB limit");
     // Reasons and notes are one line of plain text.
     let good = write_plan(&w, "good.md", "# Plan\r\n- step one\twith a tab\r\n");
     refused(create(&good, &["--privileged", "needs root\x1b[6n"]), "--privileged: column 11: ESC (U+001B)");

@@ -220,7 +220,11 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
                 .audit(now, &Event::new("booking.cancel", reason.clone()).actor(&by).booking(b.id).vendor(&b.vendor))?;
             say!(out, "{} cancelled; live sessions under it end now", b.label());
         }
-        BookingCommand::Ics { id } => say_raw!(out, "{}", crate::calendar::booking_ics(&booking(store, id)?, now)),
+        // A plan stored before plans were checked may hold control strings.
+        BookingCommand::Ics { id } => {
+            let ics = crate::calendar::booking_ics(&booking(store, id)?, now);
+            say_raw!(out, "{}", crate::sanitize::printable_text(&ics))
+        }
     }
     Ok(())
 }

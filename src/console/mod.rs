@@ -329,12 +329,18 @@ fn run_command(
     }
 }
 
+/// Reads the technician's standard input, at most one byte over [`MAX_STDIN`]: more
+/// than that is not waited for, and the command's own limit refuses it.
 async fn read_stdin(rx: &mut ChannelReadHalf) -> Vec<u8> {
     let mut input = Vec::new();
     while let Some(msg) = rx.wait().await {
         match msg {
-            ChannelMsg::Data { data } if input.len() + data.len() <= MAX_STDIN => input.extend_from_slice(&data),
-            ChannelMsg::Data { .. } => {}
+            ChannelMsg::Data { data } => {
+                input.extend_from_slice(&data[..data.len().min(MAX_STDIN + 1 - input.len())]);
+                if input.len() > MAX_STDIN {
+                    break;
+                }
+            }
             ChannelMsg::Eof | ChannelMsg::Close => break,
             _ => {}
         }
