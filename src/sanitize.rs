@@ -35,9 +35,10 @@ pub const MAX_SEQUENCE: usize = 256;
 
 /// Private modes (DECSET) that make the terminal send reports without anyone typing:
 /// mouse tracking and its encodings (9, 1000-1006, 1015, 1016), focus events (1004),
-/// theme change reports (2031) and in-band resize reports (2048).
+/// theme change reports (2031) and in-band resize reports (2048); and Windows Terminal's
+/// win32-input-mode (9001), which turns every key (Ctrl-] too) into a report.
 const REPORTING_MODES: &[&[u8]] =
-    &[b"9", b"1000", b"1001", b"1002", b"1003", b"1004", b"1005", b"1006", b"1015", b"1016", b"2031", b"2048"];
+    &[b"9", b"1000", b"1001", b"1002", b"1003", b"1004", b"1005", b"1006", b"1015", b"1016", b"2031", b"2048", b"9001"];
 
 #[derive(Debug, Default)]
 pub struct Sanitizer {
@@ -498,6 +499,7 @@ mod tests {
             "[?1006h",
             "[?1000;1002;1006h",
             "[?2048h",
+            "[?9001h",
             "[2h",
             // Control strings: colour queries, clipboard read, DECRQSS, XTGETTCAP, kitty.
             "]4;1;?\u{7}",
