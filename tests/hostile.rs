@@ -73,6 +73,10 @@ fn terminal_queries_never_answer_into_a_session_during_a_takeover() {
         typed.iter().all(|l| !l.contains("24;1R") && !l.contains("62;22c")),
         "an answer was recorded as typed: {typed:?}"
     );
+    // The recording keeps the queries; printed for a technician over ssh they are gone.
+    assert!(cast.contains("q:\\u001b[6n\\u001b[c"), "{cast}");
+    let printed = stdout(&w.console(&format!("recordings cat {id}")));
+    assert!(printed.contains("q::q") && !printed.contains("\x1b[6n") && !printed.contains("\x1b[c"), "{printed:?}");
 }
 
 /// `serve` started as `cmd`, with the address it reports and that address's port.
