@@ -241,3 +241,29 @@ fn every_file_argument_is_read_with_a_limit() {
         .unwrap();
     check(&words("check"), Stdio::null(), "mail.smtp_ca: file /dev/zero is over the 4 MiB limit");
 }
+
+/// E-mail addresses are shown in listings and mails, a kill's reason on the vendor's
+/// terminal: text that acts on a terminal or reads in another order ("Trojan source"
+/// bidi overrides, which the e-mail check let through) is refused with its column.
+#[test]
+fn free_text_that_would_act_on_a_terminal_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Bastion::new(tmp.path());
+    let v = VendorClient::new(tmp.path(), "acme");
+    let key = v.public_key_path();
+    let bidi = "ops@moc.\u{202e}acme.example";
+    fails_with_2(
+        &b,
+        &["vendor", "add", "acme", "--email", bidi, "--key", &key],
+        "--email: column 9: a bidirectional override",
+    );
+    fails_with_2(&b, &["tech", "add", "alice", "--email", bidi, "--key", &key], "--email: column 9");
+    fails_with_2(
+        &b,
+        &["client", "add", "globex", "--email", "it@globex.example", "--email", bidi],
+        "--email: column 9",
+    );
+    fails_with_2(&b, &["kill", "01abc", "--reason", "done\u{1b}]0;x\u{7}"], "--reason: column 5: ESC (U+001B)");
+    assert!(b.ok(&["vendor", "list"]).contains("no vendors"));
+    assert!(b.ok(&["client", "list"]).contains("no clients"));
+}

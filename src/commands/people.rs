@@ -16,6 +16,7 @@ pub fn vendor(ctx: &mut Ctx<'_>, cmd: VendorCommand) -> anyhow::Result<()> {
     let store = ctx.store;
     match cmd {
         VendorCommand::Add(Person { name, email, keys }) => {
+            crate::names::check_line("--email", &email)?;
             let keys = parse_keys(&keys)?;
             store.vendor_add(&name, &email, &keys)?;
             let detail = format!("vendor {name} added with key(s) {}", fingerprints(&keys));
@@ -158,6 +159,9 @@ pub fn client(ctx: &mut Ctx<'_>, cmd: ClientCommand) -> anyhow::Result<()> {
     let store = ctx.store;
     match cmd {
         ClientCommand::Add { name, emails } => {
+            for email in &emails {
+                crate::names::check_line("--email", email)?;
+            }
             store.client_add(&name, &emails)?;
             audit(ctx, Event::new("client.add", format!("client {name} added, mail to {}", emails.join(", "))))?;
             say!(ctx.out, "client {name} added");
@@ -197,6 +201,7 @@ pub fn tech(ctx: &mut Ctx<'_>, cmd: TechCommand) -> anyhow::Result<()> {
     let store = ctx.store;
     match cmd {
         TechCommand::Add(Person { name, email, keys }) => {
+            crate::names::check_line("--email", &email)?;
             let keys = parse_keys(&keys)?;
             store.tech_add(&name, &email, &keys)?;
             let detail = format!("technician {name} added with key(s) {}", fingerprints(&keys));
