@@ -1,9 +1,9 @@
-//! The command tree. One clap definition serves the local CLI (and, later, technicians
-//! over SSH).
+//! The command tree. One clap definition serves the local CLI and technicians over SSH
+//! (see [`parse_console`]).
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::recording::export::Format;
 
@@ -12,11 +12,26 @@ use crate::recording::export::Format;
 pub struct Cli {
     /// Configuration file (relative paths inside it resolve against its folder).
     /// Default: config/chaperone.toml if it exists, else built-in defaults (data in
-    /// ./data, recordings in ./recordings, listening on 127.0.0.1:2222).
+    /// ./data, recordings in ./recordings, listening on 127.0.0.1:2222). Not over ssh.
     #[arg(long, global = true, env = "CHAPERONE_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Parses a command line a technician sent over ssh. Unlike the local CLI it reads nothing
+/// from the environment: the process is the bastion's `serve`, so an `env = …` default
+/// (`CHAPERONE_CONFIG`) would be the bastion's own setting, not something the technician
+/// said, and would make every console command look as if it named a file.
+pub fn parse_console(args: impl IntoIterator<Item = String>) -> Result<Cli, clap::Error> {
+    let command = without_env(Cli::command());
+    let matches = command.try_get_matches_from(std::iter::once("chaperone".to_string()).chain(args))?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// `command` with no argument read from the environment, in every subcommand.
+fn without_env(command: clap::Command) -> clap::Command {
+    command.mut_args(|arg| arg.env(None)).mut_subcommands(without_env)
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,8 +287,8 @@ pub enum AuditCommand {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on, overriding the config (`127.0.0.1:0` picks a free port and
-    /// prints it).
-    #[arg(long)]
+    /// prints it; IPv6 in brackets: `[::1]:2222`).
+    #[arg(long, value_parser = crate::config::listen_address)]
     pub listen: Option<std::net::SocketAddr>,
 }
 
@@ -437,4 +452,24 @@ pub enum RecordingsCommand {
         #[arg(long)]
         key: Option<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_reads_no_environment() {
+        let config = Cli::command()
+            .get_arguments()
+            .find(|a| a.get_id() == "config")
+            .and_then(|a| a.get_env().map(|e| e.to_os_string()));
+        assert_eq!(config.as_deref(), Some(std::ffi::OsStr::new("CHAPERONE_CONFIG")), "the local CLI reads it");
+        fn reads_env(command: &clap::Command) -> bool {
+            command.get_arguments().any(|a| a.get_env().is_some()) || command.get_subcommands().any(reads_env)
+        }
+        assert!(!reads_env(&without_env(Cli::command())));
+        let cli = parse_console(["booking".to_string(), "list".to_string()]).unwrap();
+        assert!(cli.config.is_none() && matches!(cli.command, Command::Booking(BookingCommand::List { .. })));
+    }
 }

@@ -12,10 +12,16 @@ use serde::Deserialize;
 /// `CHAPERONE_CONFIG` says otherwise (relative to the current folder).
 pub const DEFAULT_CONFIG_PATH: &str = "config/chaperone.toml";
 
+/// Most a configuration file may hold: a few dozen lines in practice.
+pub const MAX_CONFIG: usize = 1024 * 1024;
+
+/// Most a CA file (`mail.smtp_ca`) may hold: a whole system bundle is about 200 KiB.
+pub const MAX_CA_FILE: usize = 4 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Read(#[from] crate::files::ReadError),
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config {path}: {message}")]
@@ -231,8 +237,7 @@ impl Config {
 
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = crate::files::read_text(path, MAX_CONFIG, "config")?;
         Config::from_toml(path, &text)
     }
 
@@ -244,9 +249,7 @@ impl Config {
         let base = absolute(path.parent().unwrap_or(Path::new(".")));
 
         let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:2222");
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| invalid(format!("server.listen: {listen_text:?} is not an address like 127.0.0.1:2222")))?;
+        let listen: SocketAddr = listen_address(listen_text).map_err(|e| invalid(format!("server.listen: {e}")))?;
         let logins = login_limits(&raw.server).map_err(invalid)?;
         let data_dir = base.join(raw.server.data_dir.unwrap_or_else(|| PathBuf::from("data")));
         let recordings_dir = base.join(raw.server.recordings_dir.unwrap_or_else(|| PathBuf::from("recordings")));
@@ -284,6 +287,11 @@ impl Config {
             worker_threads,
         })
     }
+}
+
+/// A listening address, with a message that shows both forms (IPv6 needs brackets).
+pub fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| format!("{text:?} is not an address like 127.0.0.1:2222 or [::1]:2222"))
 }
 
 /// Half the CPU cores, at least one. The runtime's workers carry the SSH traffic (sockets,
@@ -384,8 +392,8 @@ fn mail_config(raw: &RawMail, data_dir: &Path, base: &Path) -> Result<MailConfig
                 }
                 Some(path) => {
                     let path = base.join(path);
-                    let pem = std::fs::read(&path)
-                        .map_err(|e| format!("mail.smtp_ca: cannot read {}: {e}", path.display()))?;
+                    let pem =
+                        crate::files::read(&path, MAX_CA_FILE, "file").map_err(|e| format!("mail.smtp_ca: {e}"))?;
                     crate::notify::check_ca(&pem).map_err(|e| format!("mail.smtp_ca: {}: {e}", path.display()))?;
                     Some(pem)
                 }
@@ -481,6 +489,13 @@ mod tests {
         assert!(err.to_string().contains("line 2"), "{err}");
         let err = Config::from_toml(Path::new("/x/c.toml"), "[recording]\nzstd_level = 40\n").unwrap_err();
         assert!(err.to_string().contains("zstd_level"), "{err}");
+        let listen = |text: &str| Config::from_toml(Path::new("/x/c.toml"), &format!("[server]\nlisten = {text:?}\n"));
+        assert_eq!(listen("[::1]:2222").unwrap().listen.to_string(), "[::1]:2222");
+        let err = listen("::1:2222").unwrap_err().to_string();
+        assert!(
+            err.ends_with("server.listen: \"::1:2222\" is not an address like 127.0.0.1:2222 or [::1]:2222"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use russh::keys::{HashAlg, PrivateKey, PublicKey};
 pub enum KeyError {
     #[error("cannot create key folder {path}: {source}")]
     Folder { path: PathBuf, source: std::io::Error },
-    #[error("cannot read key {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Read(crate::files::ReadError),
     #[error("key {path} is not an OpenSSH private key: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("cannot write key {path}: {source}")]
@@ -90,12 +90,19 @@ pub fn openssh_line(key: &PublicKey) -> String {
     key.to_openssh().unwrap_or_else(|_| fingerprint(key))
 }
 
+/// Most a key file may hold: an OpenSSH RSA key of 16384 bits is about 13 KiB.
+pub const MAX_KEY_FILE: usize = 64 * 1024;
+
+/// Shortest RSA modulus accepted for a login key or a host key, in bits: what OpenSSH's
+/// `RequiredRSASize` asks of keys today (shorter ones can be factored).
+pub const MIN_RSA_BITS: usize = 2048;
+
 fn load_or_create_key(path: &Path, comment: &str) -> Result<PrivateKey, KeyError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => PrivateKey::from_openssh(text.as_bytes())
+    match crate::files::read(path, MAX_KEY_FILE, "key file") {
+        Ok(text) => PrivateKey::from_openssh(&text)
             .map_err(|e| KeyError::Parse { path: path.to_path_buf(), message: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key(path, comment),
-        Err(source) => Err(KeyError::Read { path: path.to_path_buf(), source }),
+        Err(e) if e.is_not_found() => create_key(path, comment),
+        Err(e) => Err(KeyError::Read(e)),
     }
 }
 
@@ -128,9 +135,46 @@ pub fn read_public_key(text_or_path: &str) -> Result<PublicKey, crate::UserError
     if !looks_like_path(text_or_path) {
         return parse_public_key(text_or_path);
     }
-    let text = std::fs::read_to_string(text_or_path)
-        .map_err(|e| crate::UserError(format!("cannot read key file {text_or_path:?}: {e}")))?;
+    let text = crate::files::read_text(Path::new(text_or_path), MAX_KEY_FILE, "key file")
+        .map_err(|e| crate::UserError(e.to_string()))?;
     parse_public_key(&text).map_err(|e| crate::UserError(format!("{text_or_path}: {e}")))
+}
+
+/// Reads a key someone will log in with (or a target's host key), refusing the weak ones
+/// ([`check_strength`]).
+pub fn read_login_key(text_or_path: &str) -> Result<PublicKey, crate::UserError> {
+    let key = read_public_key(text_or_path)?;
+    check_strength(&key).map_err(|e| crate::UserError(format!("{}: {e}", fingerprint(&key))))?;
+    Ok(key)
+}
+
+/// Why a login with `key` was refused, for the audit log: its weakness, or else that it
+/// is not registered.
+pub fn refusal(key: &PublicKey) -> String {
+    match check_strength(key) {
+        Err(weak) => format!("is refused: {weak}"),
+        Ok(()) => "is not a registered vendor key".into(),
+    }
+}
+
+/// Refuses what OpenSSH refuses: RSA keys shorter than [`MIN_RSA_BITS`] (its
+/// `RequiredRSASize`) and DSA keys (disabled since OpenSSH 7.0, removed in 9.8). Used at
+/// registration and again at login, for keys registered before this check existed.
+pub fn check_strength(key: &PublicKey) -> Result<(), String> {
+    let data = key.key_data();
+    if let Some(rsa) = data.rsa() {
+        let bits = rsa.n().as_positive_bytes().map_or(0, |n| match n.first() {
+            Some(top) => n.len() * 8 - top.leading_zeros() as usize,
+            None => 0,
+        });
+        if bits < MIN_RSA_BITS {
+            return Err(format!("an RSA key of {bits} bits is too short: at least {MIN_RSA_BITS} bits are required"));
+        }
+    }
+    if data.is_dsa() {
+        return Err("DSA (ssh-dss) keys are refused, as OpenSSH does: use an ed25519 key".into());
+    }
+    Ok(())
 }
 
 /// Parses an OpenSSH public key line: `[host[,host…]] type base64 [comment]` (the leading
@@ -185,5 +229,30 @@ mod tests {
         assert_eq!(plain, scanned);
         assert!(parse_public_key("ssh-ed25519 AAAAnotbase64").is_err());
         assert!(parse_public_key("hello world").is_err());
+    }
+
+    #[test]
+    fn short_rsa_and_dsa_keys_are_refused() {
+        let short = parse_public_key("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQCrGwVaS1s4Tg5mu2hVVkFBZlnc+45Li6hq8j6qJ3A0bt9bJE/Mt0IhViDEUlZ/IkBUzNNnSHwnMGAgMzCSWuweombA2xQgNeASgiUgMjX0owkf3x+EmTmAdL3d8qwVijAEY3OOlsn2mBqlZg9fQVMW/AcHPh+58nzs19UQHfQ6OQ==").unwrap();
+        let err = check_strength(&short).unwrap_err();
+        assert_eq!(err, "an RSA key of 1024 bits is too short: at least 2048 bits are required");
+        assert!(refusal(&short).starts_with("is refused: an RSA key of 1024 bits"));
+        let long = parse_public_key("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC/Kt9D3VJ4dVpAjjPGxLMlz+1YmuC1lRGDanHYEPFGJZvWBgoAm8/YBGAm3vQOKW+FA4AoQoOYf3ddvLgcYBCb7gIjHftTx3pUkRkMwniQ30AHfv8zcXH6ELMVsQN9CuXzh98OUKSCgxU6golYPR9W6kv1/AJVJJRjPgANel1leVQC8Z2V3bnIbuJTIKscAQkTAGai19Rlunaa8PhQ2wJ6yaTsoF2ne3jfzkL249WDzBMtCx0BjqJ/buJ344JWJ8G/KycWWBzQjRqT+8nl3rwso7ekGCGfFNgtLvLU+YQ7HPzkUqEz8fgZrtv6iIVerOdCyzbYn35F05hkPD9azqkB").unwrap();
+        assert!(check_strength(&long).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::load_or_create(dir.path()).unwrap();
+        assert!(check_strength(keys.upstream.expose().public_key()).is_ok());
+        let dsa = parse_public_key(concat!(
+            "ssh-dss AAAAB3NzaC1kc3MAAACBAL7NnM5hPp+jraEaTyMJX8c/yTdnMqyM0tqzUvZPxFI7LJqhNZOjsWZzoRpB866IVxemkABnC1Y4mN5nHO3eGsdJVRD6pgoP/rKPUlp8CXgm/88ayvYBReW7x1L8dcRuSJ7532bsCR43yvGBP5vlks0VEk2tJ+2Wz7aaogS5iO/fAAAAFQDqtEU0UehCd7Uduk3yfcuIS4VkSQAAAIEAmE+2GcqIwA8Gyk2ek/OZg0FjbzwrtcA8NKdEIuMTczFxoxaLSCJRaDmF7+3K",
+            "CL0JFqck9E2TesckZcZbC7BRx31KpSnpKLcHBZfyHooUg6aUQYLXS+00ux3Ji8FHImYN0iaoTuHwI1vmZBv5CFAdIgUlSiAgR2KWOQbXIl0KLfQAAACAWciJQByTcxVwNIw44hyxrgM1xQpb8kXTf/y3ZE+bqySUPfp6SK+CqPuk+D+BED2CTcwSYPZ64v4OOgmwu/dKOkWt/SoAxsObrlDYEk/fkjSLN6bdlgsAVuJF1T6gEI+HBlAJ7CxwxC91QM4eLBm70165H0lhNte/JkmG1+hrrDs="
+        ))
+        .unwrap();
+        assert!(check_strength(&dsa).unwrap_err().contains("DSA (ssh-dss) keys are refused"));
+    }
+
+    #[test]
+    fn key_files_are_read_with_a_limit() {
+        let err = read_public_key("/dev/zero").unwrap_err().0;
+        assert_eq!(err, "key file /dev/zero is over the 64 KiB limit");
     }
 }

@@ -13,6 +13,7 @@
 //! - [`commands`]: one file per subcommand family; glue between the CLI and the library.
 //! - [`console`]: the technicians' ssh interface: commands, `watch` with its control keys.
 //! - [`config`]: raw TOML into a validated [`config::Config`] with resolved paths.
+//! - [`files`]: bounded reads of what people and files feed us (keys, plans, configuration).
 //! - [`keys`]: the bastion's three keys (host, upstream client, signing), created on first start.
 //! - [`memory`]: the allocator's thresholds; memory freed by floods and sessions handed back.
 //! - [`mirror`]: live fan-out of session output to watchers, screen snapshots (avt).
@@ -40,6 +41,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod console;
+pub mod files;
 pub mod gate;
 pub mod id;
 pub mod keys;

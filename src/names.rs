@@ -1,5 +1,6 @@
-//! Validation of the names people type: vendor and target names, login accounts, and the
-//! `VENDOR[:TARGET[:ACCOUNT]]` user name a vendor logs in with.
+//! Validation of the names people type: vendor and target names, login accounts, the
+//! `VENDOR[:TARGET[:ACCOUNT]]` user name a vendor logs in with, and the free text of
+//! reasons and notes (which must not hold what acts on a terminal).
 
 use crate::UserError;
 
@@ -68,6 +69,45 @@ impl LoginName {
     }
 }
 
+/// A character that acts on a terminal or on how text reads instead of being read: C0
+/// controls (ESC, NUL, CR, BEL…) and DEL, C1 controls (U+0080-U+009F, 8-bit CSI among
+/// them), and the bidirectional overrides and isolates of "Trojan source" (U+202A-U+202E,
+/// U+2066-U+2069), which make text display in another order than it is stored. Tab and
+/// line feed are the caller's to allow.
+pub fn acts_on_terminal(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// How a refused character is named in a message: `ESC (U+001B)`.
+pub fn describe(c: char) -> String {
+    let name = match c {
+        '\u{0}' => "NUL",
+        '\u{7}' => "BEL",
+        '\u{8}' => "backspace",
+        '\r' => "CR",
+        '\u{1b}' => "ESC",
+        '\u{7f}' => "DEL",
+        '\u{9b}' => "CSI",
+        '\u{80}'..='\u{9f}' => "a C1 control",
+        '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => "a bidirectional override",
+        _ => "a control character",
+    };
+    format!("{name} (U+{:04X})", c as u32)
+}
+
+/// Checks one line of free text (a reason, a note): nothing that acts on a terminal, no
+/// line break (it is shown on one line, in the audit log too).
+pub fn check_line(field: &str, text: &str) -> Result<(), UserError> {
+    match text.char_indices().find(|(_, c)| acts_on_terminal(*c)) {
+        None => Ok(()),
+        Some((at, c)) => Err(UserError(format!(
+            "{field}: column {}: {} is not allowed: write plain text on one line",
+            text[..at].chars().count() + 1,
+            describe(c)
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +131,16 @@ mod tests {
         assert_eq!(LoginName::parse("acme").map(|l| l.target), Some(None));
         for bad in ["", "acme:", "acme:erp01:", "a:b:c:d", "ACME", "acme:erp01:-x", "acme:../x"] {
             assert_eq!(LoginName::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn free_text_holds_nothing_that_acts_on_a_terminal() {
+        assert!(check_line("--reason", "wrong server, see ticket #42 (ä)").is_ok());
+        let err = check_line("--reason", "ok\u{1b}[2Jgone").unwrap_err().0;
+        assert_eq!(err, "--reason: column 3: ESC (U+001B) is not allowed: write plain text on one line");
+        for bad in ["a\nb", "a\rb", "\u{0}", "x\u{9b}6n", "\u{202e}txt", "\u{2066}", "\u{7f}", "\t"] {
+            assert!(check_line("--note", bad).is_err(), "{bad:?}");
         }
     }
 }

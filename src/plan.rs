@@ -7,6 +7,7 @@ use chrono_tz::Tz;
 use russh::keys::PublicKey;
 use russh::keys::ssh_key::SshSig;
 
+use crate::sanitize::printable_line;
 use crate::store::Booking;
 
 /// The namespace plan signatures must be made for, so that a signature made for any other
@@ -15,6 +16,26 @@ pub const SIGNATURE_NAMESPACE: &str = "chaperone-plan";
 
 /// Most steps shown in the login banner; the full plan is in the booking.
 const BANNER_STEPS: usize = 12;
+
+/// Refuses a plan holding what acts on a terminal (see [`crate::names::acts_on_terminal`]):
+/// it is shown to technicians, to the vendor at login and in `booking show`, and signed
+/// byte for byte. Tabs and line ends are text; a CRLF line end (a Windows editor's) is kept
+/// as written, since the exact bytes are what the parties sign, but a CR alone could draw
+/// one line over another. The error names the first such character's line and column.
+pub fn check_text(plan: &str) -> Result<(), String> {
+    for (number, line) in plan.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if let Some((at, c)) = line.char_indices().find(|&(_, c)| c != '\t' && crate::names::acts_on_terminal(c)) {
+            return Err(format!(
+                "the plan, line {}, column {}: {} is not allowed: a plan is plain text (tabs and line ends allowed)",
+                number + 1,
+                line[..at].chars().count() + 1,
+                crate::names::describe(c)
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// The first Markdown heading, or else the first non-empty line.
 pub fn title(plan: &str) -> String {
@@ -49,11 +70,11 @@ pub fn banner(booking: &Booking, tz: Tz) -> String {
         booking.target,
         booking.account,
         crate::policy::format_time(booking.end, tz),
-        title(&booking.plan)
+        printable_line(&title(&booking.plan))
     );
     let steps = steps(&booking.plan);
     for (i, step) in steps.iter().take(BANNER_STEPS).enumerate() {
-        out.push_str(&format!("  {}. {}\r\n", i + 1, step));
+        out.push_str(&format!("  {}. {}\r\n", i + 1, printable_line(step)));
     }
     if steps.len() > BANNER_STEPS {
         out.push_str(&format!("  … and {} more steps\r\n", steps.len() - BANNER_STEPS));
@@ -96,6 +117,36 @@ mod tests {
         assert_eq!(title(plan), "Upgrade ERP to 9.2");
         assert_eq!(steps(plan), vec!["stop erp", "backup db", "install 9.2", "start erp", "check"]);
         assert_eq!(title("\n  plain first line\nmore"), "plain first line");
+    }
+
+    #[test]
+    fn a_plan_holds_nothing_that_acts_on_a_terminal() {
+        assert!(check_text("# Plan\r\n\n- step\twith tab\r\n- ünïcödé 日本 → ok\n").is_ok());
+        let cases = [
+            ("# Plan\n- clear \u{1b}[2J\n", "line 2, column 9: ESC (U+001B)"),
+            ("a\u{0}", "line 1, column 2: NUL (U+0000)"),
+            ("ok\nrm -rf /\rls  \n", "line 2, column 9: CR (U+000D)"),
+            ("x\n\ny\u{9b}6n", "line 3, column 2: CSI (U+009B)"),
+            ("é\u{202e}txt.exe", "line 1, column 2: a bidirectional override (U+202E)"),
+            ("\u{2069}", "line 1, column 1: a bidirectional override (U+2069)"),
+            ("\u{7}", "line 1, column 1: BEL (U+0007)"),
+            ("\u{85}", "line 1, column 1: a C1 control (U+0085)"),
+            ("\u{7f}", "line 1, column 1: DEL (U+007F)"),
+        ];
+        for (plan, expected) in cases {
+            let err = check_text(plan).unwrap_err();
+            assert!(err.contains(expected), "{plan:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_banner_shows_no_control_string_of_an_old_plan() {
+        let plan = "# Up\u{1b}]0;x\u{7}grade\n- stop \u{1b}[6n\n";
+        let shown: String = [title(plan), steps(plan).join("")].concat();
+        assert!(shown.contains('\u{1b}'));
+        let printed = printable_line(&shown);
+        assert!(!printed.contains('\u{1b}') && !printed.contains('\u{7}'), "{printed}");
     }
 
     #[test]

@@ -512,3 +512,130 @@ fn audit_verify_finds_an_entry_edited_in_the_database() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("audit entry 2 was altered"), "{}", stderr(&out));
 }
+
+/// No ESC, BEL or other control in `text`, nor a bidirectional override.
+fn no_controls(text: &str) -> bool {
+    !text.chars().any(|c| (c.is_control() && c != '\n' && c != '\t') || ('\u{202a}'..='\u{202e}').contains(&c))
+}
+
+/// A plan is shown to technicians, to the vendor at login and signed byte for byte: text
+/// that would act on a terminal (ESC, other controls, a lone CR) or read differently from
+/// what it is ("Trojan source" bidi overrides) is refused where it comes in, with its line
+/// and column, as are controls in reasons and notes. A plan stored before that check (an
+/// old database) is shown escaped: in `booking show`, `list`, `plan` over ssh, the audit
+/// log and the vendor's login banner.
+#[test]
+fn plans_and_reasons_that_would_act_on_a_terminal_are_refused_and_old_ones_shown_escaped() {
+    let w = World::bare("[policy]\nrequire_acknowledgements = false\nrequire_supervisor = false\n");
+    let window = ["--start", "2026-12-03 09:00", "--end", "2026-12-03 20:00", "--emergency", "test"];
+    let create = |plan: &str, extra: &[&str]| {
+        let mut args = vec![
+            "booking",
+            "create",
+            "--vendor",
+            "acme",
+            "--target",
+            "erp01",
+            "--account",
+            &w.account,
+            "--by",
+            "alice",
+        ];
+        args.extend_from_slice(&window);
+        args.extend_from_slice(&["--plan", plan]);
+        args.extend_from_slice(extra);
+        w.bastion.run(&args)
+    };
+    let refused = |out: std::process::Output, expected: &str| {
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(expected), "expected {expected:?} in {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(no_controls(&err), "{err:?}");
+    };
+    let hostile = [
+        ("# Plan\n- step\n- clear \x1b]52;c;ZXZpbA==\x07\x1b[2J\n", "line 3, column 9: ESC (U+001B)"),
+        ("# Plan\n- ok\nrm -rf /\rls -l    \n", "line 3, column 9: CR (U+000D)"),
+        ("# Plan\x00\n", "line 1, column 7: NUL (U+0000)"),
+        ("# Plan\n- ask \u{9b}6n\n", "line 2, column 7: CSI (U+009B)"),
+        ("# Plan\n- access for user \u{202e}nimda\u{202c}\n", "line 2, column 19: a bidirectional override (U+202E)"),
+    ];
+    for (i, (text, expected)) in hostile.iter().enumerate() {
+        let plan = write_plan(&w, &format!("hostile-{i}.md"), text);
+        refused(create(&plan, &[]), &format!("the plan, {expected}"));
+    }
+    // The same over ssh, with the plan on standard input.
+    let mut ssh = w.tech.ssh(&w.bastion, "alice");
+    ssh.arg(format!(
+        "booking create --vendor acme --target erp01 --account {} --start '2026-12-03 09:00' --end '2026-12-03 20:00' --emergency test --plan -",
+        w.account
+    ));
+    let mut child = ssh.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), hostile[0].0.as_bytes()).unwrap();
+    refused(child.wait_with_output().unwrap(), "line 3, column 9: ESC (U+001B)");
+    // An endless standard input is not waited for.
+    let zero = std::fs::File::open("/dev/zero").unwrap();
+    let mut child = ssh.stdin(zero).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the bastion still reads an endless plan after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    refused(child.wait_with_output().unwrap(), "plan from standard input is over the 64 KiB limit");
+    // Reasons and notes are one line of plain text.
+    let good = write_plan(&w, "good.md", "# Plan\r\n- step one\twith a tab\r\n");
+    refused(create(&good, &["--privileged", "needs root\x1b[6n"]), "--privileged: column 11: ESC (U+001B)");
+    assert!(w.bastion.ok(&["booking", "list", "--all"]).contains("no bookings"), "a hostile booking was made");
+
+    // CRLF line ends (a Windows editor) stay as written: they are what is signed.
+    assert_eq!(stdout(&create(&good, &[])).trim(), "B-1");
+    assert_eq!(w.bastion.ok(&["booking", "plan", "B-1"]), "# Plan\r\n- step one\twith a tab\r\n");
+    let bad = write_plan(&w, "bad.md", hostile[0].0);
+    refused(
+        w.bastion.run(&["booking", "replan", "B-1", "--plan", &bad, "--by", "alice"]),
+        "line 3, column 9: ESC (U+001B)",
+    );
+    refused(
+        w.bastion.run(&["booking", "cancel", "B-1", "--reason", "bye\u{7}", "--by", "alice"]),
+        "--reason: column 4: BEL (U+0007)",
+    );
+    refused(
+        w.bastion.run(&["booking", "ack", "B-1", "--party", "client", "--by", "alice", "--note", "ok\u{202e}"]),
+        "--note: column 3: a bidirectional override",
+    );
+    w.bastion.ok(&["booking", "approve", "B-1", "--by", "alice"]);
+
+    // An old database: control strings in a stored plan and reason.
+    let old_plan = "# Old\x1b]0;pwned\x07 plan\n- look \x1b[6naround\n";
+    let db = rusqlite::Connection::open(w.bastion.dir.join("data/chaperone.db")).unwrap();
+    db.execute("UPDATE bookings SET plan = ?1, emergency = ?2 WHERE id = 1", [old_plan, "why\x1b[2J"]).unwrap();
+    drop(db);
+    for shown in [w.bastion.ok(&["booking", "show", "B-1"]), stdout(&w.console("booking show B-1"))] {
+        assert!(no_controls(&shown), "{shown:?}");
+        assert!(shown.contains("# Old\\u{1b}]0;pwned\\u{7} plan") && shown.contains("why\\u{1b}[2J"), "{shown}");
+    }
+    for listed in [w.bastion.ok(&["booking", "list"]), stdout(&w.console("booking list"))] {
+        assert!(no_controls(&listed) && listed.contains("Old\\u{1b}]0;pwned"), "{listed:?}");
+    }
+    // Its exact bytes into a local file; escaped over ssh, where stdout may be a terminal.
+    assert_eq!(w.bastion.ok(&["booking", "plan", "B-1"]), old_plan);
+    let out = w.console("booking plan B-1");
+    assert!(out.status.success() && no_controls(&stdout(&out)), "{:?}", stdout(&out));
+    assert!(stderr(&out).contains("shown escaped"), "{}", stderr(&out));
+    // What a technician types over ssh is audited as typed, and printed escaped.
+    w.console("booking list --vendor 'x\x1b]2;title\x07'");
+    let audit = w.bastion.ok(&["audit"]);
+    assert!(no_controls(&audit) && audit.contains("x\\u{1b}]2;title"), "{audit:?}");
+    // The vendor's login banner shows the old plan's title and steps escaped.
+    let mut vendor = w.vendor_shell(80, 24);
+    vendor.expect("plan: Old");
+    vendor.expect("look ");
+    vendor.type_text("exit\r");
+    let _ = vendor.wait(Duration::from_secs(15));
+    let banner = vendor.output();
+    assert!(!banner.contains("\x1b]0;pwned") && !banner.contains("\x1b[6n"), "{banner:?}");
+    assert!(banner.contains("plan: Old\\u{1b}]0;pwned\\u{7} plan"), "{banner:?}");
+}

@@ -10,6 +10,7 @@ mod bookings;
 mod channels;
 mod cli;
 mod evidence;
+mod hostile;
 mod recording;
 mod refusals;
 mod relay;

@@ -32,15 +32,17 @@ pub fn run(ctx: &mut Ctx<'_>, args: AuditArgs) -> anyhow::Result<()> {
         if let Some(s) = &e.session {
             about.push(s.clone());
         }
+        // Details quote what people typed (command lines, reasons), escaped on output.
+        let line = crate::sanitize::printable_line;
         say!(
             out,
             "{:>5} {} {:<19} {:<10} [{}] {}",
             entry.id,
             entry.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
-            e.kind,
-            e.actor.as_deref().unwrap_or("-"),
-            about.join(" "),
-            e.detail
+            line(&e.kind),
+            line(e.actor.as_deref().unwrap_or("-")),
+            line(&about.join(" ")),
+            line(&e.detail)
         );
     }
     Ok(())

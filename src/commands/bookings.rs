@@ -11,7 +11,7 @@ use crate::cli::{BookingCommand, BookingId, Party};
 use crate::keys::parse_public_key;
 use crate::policy::{self, BookingRequest, BookingRules, format_window};
 use crate::store::{Acknowledgement, Booking, BookingState, NewBooking, Store};
-use std::io::{Read, Write};
+use std::io::Write;
 
 pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
     let (config, store) = (ctx.config, ctx.store);
@@ -40,6 +40,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
             };
             let start = policy::parse_local(&start, zone).map_err(|e| UserError(format!("--start: {e}")))?;
             let end = policy::parse_local(&end, zone).map_err(|e| UserError(format!("--end: {e}")))?;
+            check_lines(&[("--privileged", &privileged), ("--emergency", &emergency)])?;
             let plan = read_plan(&plan, stdin, over_ssh)?;
             let by = by_me(by)?;
             if store.vendor(&vendor)?.is_none() {
@@ -105,16 +106,32 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
                     "{:<6} {:<9} {:<12} {:<12} {:<10} {}{active}  {}",
                     b.label(),
                     b.state.as_str(),
-                    b.vendor,
-                    b.target,
-                    b.account,
+                    line(&b.vendor),
+                    line(&b.target),
+                    line(&b.account),
                     format_window(b.start, b.end, shown_tz),
-                    crate::plan::title(&b.plan)
+                    line(&crate::plan::title(&b.plan))
                 );
             }
         }
         BookingCommand::Show { id } => show(store, &booking(store, id)?, tz, out)?,
-        BookingCommand::Plan { id } => out.write_all(booking(store, id)?.plan.as_bytes())?,
+        BookingCommand::Plan { id } => {
+            let plan = booking(store, id)?.plan;
+            // Plans are checked when they are stored; one stored before that may hold
+            // control strings: into a local file or pipe its exact bytes (what was
+            // signed), on a terminal or over ssh (maybe a terminal) escaped.
+            if crate::plan::check_text(&plan).is_err() && (ctx.tty || over_ssh) {
+                out.write_all(crate::sanitize::printable_text(&plan).as_bytes())?;
+                let _ = writeln!(
+                    ctx.err,
+                    "chaperone: the plan holds control characters, shown escaped; its exact bytes: \
+                     chaperone booking plan {} > plan.md (on the bastion)",
+                    id.0
+                );
+            } else {
+                out.write_all(plan.as_bytes())?;
+            }
+        }
         BookingCommand::Replan { id, plan, by } => {
             let b = booking(store, id)?;
             let by = required(by_me(by)?)?;
@@ -147,11 +164,12 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
             }
             let signature = match &signature {
                 Some(path) => Some(
-                    String::from_utf8(read_input(path, stdin, 64 * 1024, "signature", over_ssh)?)
+                    String::from_utf8(read_input(path, stdin, MAX_SIGNATURE, "signature", over_ssh)?)
                         .map_err(|_| UserError("the signature is not text".into()))?,
                 ),
                 None => None,
             };
+            check_lines(&[("--note", &note)])?;
             let by = if party == Party::Vendor { by } else { by_me(by)? };
             let ack = acknowledge(store, &b, party, signature, by, note, now)?;
             let who = ack.by.clone().unwrap_or_default();
@@ -196,12 +214,17 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: BookingCommand) -> anyhow::Result<()> {
             if reason.trim().is_empty() {
                 return Err(UserError("--reason must say why".into()).into());
             }
+            crate::names::check_line("--reason", &reason)?;
             store.booking_cancel(b.id, &by, &reason, now)?;
             store
                 .audit(now, &Event::new("booking.cancel", reason.clone()).actor(&by).booking(b.id).vendor(&b.vendor))?;
             say!(out, "{} cancelled; live sessions under it end now", b.label());
         }
-        BookingCommand::Ics { id } => say_raw!(out, "{}", crate::calendar::booking_ics(&booking(store, id)?, now)),
+        // A plan stored before plans were checked may hold control strings.
+        BookingCommand::Ics { id } => {
+            let ics = crate::calendar::booking_ics(&booking(store, id)?, now);
+            say_raw!(out, "{}", crate::sanitize::printable_text(&ics))
+        }
     }
     Ok(())
 }
@@ -221,6 +244,9 @@ fn required(by: Option<String>) -> anyhow::Result<String> {
     by.ok_or_else(|| UserError("--by TECH is required".into()).into())
 }
 
+/// Most a signature file may hold: an armored SSH signature is well under 2 KiB.
+const MAX_SIGNATURE: usize = 64 * 1024;
+
 /// Reads a file, or standard input for `-`, refusing more than `limit` bytes. Over ssh
 /// only standard input: a file would be the bastion's.
 fn read_input(
@@ -230,30 +256,38 @@ fn read_input(
     what: &str,
     over_ssh: bool,
 ) -> anyhow::Result<Vec<u8>> {
-    if over_ssh && path != std::path::Path::new("-") {
+    let from_stdin = path == std::path::Path::new("-");
+    if over_ssh && !from_stdin {
         let file = path.display();
         return Err(UserError(format!("{ON_THE_BASTION}: send the {what} on standard input (- < {file})")).into());
     }
-    let mut bytes = Vec::new();
-    let result = if path == std::path::Path::new("-") {
-        stdin.take(limit as u64 + 1).read_to_end(&mut bytes)
+    let bytes = if from_stdin {
+        crate::files::read_from(stdin, "from standard input", limit, what)
     } else {
-        std::fs::File::open(path).and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+        crate::files::read(path, limit, what)
     };
-    result.map_err(|e| UserError(format!("cannot read {what} {}: {e}", path.display())))?;
-    Ok(bytes)
+    Ok(bytes.map_err(|e| UserError(e.to_string()))?)
 }
 
-/// Reads a plan (a file, or stdin for `-`): UTF-8, at most the plan limit.
+/// Reads a plan (a file, or stdin for `-`): UTF-8 text, at most the plan limit, with
+/// nothing in it that acts on a terminal.
 fn read_plan(path: &std::path::Path, stdin: &mut dyn std::io::Read, over_ssh: bool) -> anyhow::Result<String> {
     let bytes = read_input(path, stdin, policy::MAX_PLAN_BYTES, "plan", over_ssh)?;
-    if bytes.len() > policy::MAX_PLAN_BYTES {
-        return Err(UserError(format!("the plan is larger than {} bytes", policy::MAX_PLAN_BYTES)).into());
-    }
     let text =
         String::from_utf8(bytes).map_err(|_| UserError(format!("the plan {} is not valid UTF-8", path.display())))?;
     policy::check_plan(&text).map_err(UserError)?;
+    crate::plan::check_text(&text).map_err(UserError)?;
     Ok(text)
+}
+
+/// Checks the free text given with a booking change (reasons, notes).
+fn check_lines(fields: &[(&str, &Option<String>)]) -> Result<(), UserError> {
+    for (field, text) in fields {
+        if let Some(text) = text {
+            crate::names::check_line(field, text)?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks who may acknowledge and verifies any signature against the plan's bytes.
@@ -318,56 +352,67 @@ fn acknowledge(
     })
 }
 
+/// Stored text on one line of output, its control characters escaped (rows stored before
+/// input was checked may hold them).
+fn line(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::sanitize::printable_line(text)
+}
+
+/// The same for an optional field, `-` when there is none.
+fn line_or_dash(text: &Option<String>) -> std::borrow::Cow<'_, str> {
+    text.as_deref().map_or(std::borrow::Cow::Borrowed("-"), line)
+}
+
 fn show(store: &Store, b: &Booking, default_tz: Tz, out: &mut dyn Write) -> anyhow::Result<()> {
     let tz: Tz = b.timezone.parse().unwrap_or(default_tz);
     let time = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string();
     say!(out, "booking:    {}", b.label());
     say!(out, "state:      {}", b.state.as_str());
-    say!(out, "vendor:     {}", b.vendor);
-    say!(out, "target:     {}", b.target);
-    say!(out, "account:    {}", b.account);
+    say!(out, "vendor:     {}", line(&b.vendor));
+    say!(out, "target:     {}", line(&b.target));
+    say!(out, "account:    {}", line(&b.account));
     say!(out, "window:     {}", format_window(b.start, b.end, tz));
     if let Some(reason) = &b.privileged {
-        say!(out, "privileged: {reason}");
+        say!(out, "privileged: {}", line(reason));
     }
     if let Some(reason) = &b.emergency {
-        say!(out, "EMERGENCY:  {reason} (booked without the lead time)");
+        say!(out, "EMERGENCY:  {} (booked without the lead time)", line(reason));
     }
-    say!(out, "created:    {} by {}", time(b.created_at), b.created_by.as_deref().unwrap_or("-"));
+    say!(out, "created:    {} by {}", time(b.created_at), line_or_dash(&b.created_by));
     if let (Some(by), Some(at)) = (&b.approved_by, b.approved_at) {
-        say!(out, "approved:   {} by {by}", time(at));
+        say!(out, "approved:   {} by {}", time(at), line(by));
     }
     if let (Some(by), Some(at)) = (&b.cancelled_by, b.cancelled_at) {
-        say!(out, "cancelled:  {} by {by}: {}", time(at), b.cancel_reason.as_deref().unwrap_or(""));
+        say!(out, "cancelled:  {} by {}: {}", time(at), line(by), line(b.cancel_reason.as_deref().unwrap_or("")));
     }
     let acks = store.acks(b.id)?;
     if acks.is_empty() {
         say!(out, "acknowledgements: none yet");
     }
     for a in acks {
-        let signed = a.key_fingerprint.as_ref().map(|fp| format!(", signed {fp}")).unwrap_or_default();
-        let note = a.note.as_ref().map(|n| format!(": {n}")).unwrap_or_default();
-        say!(out, "ack:        {} by {} at {}{signed}{note}", a.party, a.by.as_deref().unwrap_or("-"), time(a.at));
+        let signed = a.key_fingerprint.as_ref().map(|fp| format!(", signed {}", line(fp))).unwrap_or_default();
+        let note = a.note.as_ref().map(|n| format!(": {}", line(n))).unwrap_or_default();
+        say!(out, "ack:        {} by {} at {}{signed}{note}", line(&a.party), line_or_dash(&a.by), time(a.at));
     }
     for m in store.mails(b.id)? {
         say!(
             out,
             "mail:       {} {} to {} ({}, {} attempt(s))",
-            m.kind,
-            m.message_id,
-            m.recipients,
-            m.state,
+            line(&m.kind),
+            line(&m.message_id),
+            line(&m.recipients),
+            line(&m.state),
             m.attempts
         );
     }
     say!(out, "--- plan ---");
     if let Some(reason) = &b.emergency {
-        say!(out, "[EMERGENCY booking: {reason}]");
+        say!(out, "[EMERGENCY booking: {}]", line(reason));
     }
     if let Some(reason) = &b.privileged {
-        say!(out, "[PRIVILEGED account {}: {reason}]", b.account);
+        say!(out, "[PRIVILEGED account {}: {}]", line(&b.account), line(reason));
     }
-    say_raw!(out, "{}", b.plan);
+    say_raw!(out, "{}", crate::sanitize::printable_text(&b.plan));
     if !b.plan.ends_with('\n') {
         say!(out, "");
     }

@@ -188,7 +188,11 @@ pub fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> anyhow::Result<()> {
         Command::Booking(cmd) => bookings::run(ctx, cmd),
         Command::Audit(args) => audit::run(ctx, args),
         Command::Sessions => live::sessions(ctx),
-        Command::Kill { id, reason } => live::kill(ctx, &id, &reason),
+        Command::Kill { id, reason } => {
+            // The reason is written to the vendor's terminal and the audit log.
+            crate::names::check_line("--reason", &reason)?;
+            live::kill(ctx, &id, &reason)
+        }
         Command::Watch { .. } => {
             Err(crate::UserError("watch works over ssh, with a terminal: ssh -t -p 2222 TECH@bastion watch ID".into())
                 .into())

@@ -8,13 +8,15 @@ use super::Ctx;
 use crate::UserError;
 use crate::audit::Event;
 use crate::cli::{ClientCommand, KeyCommand, Person, TargetCommand, TechCommand, VendorCommand};
-use crate::keys::{fingerprint, parse_public_key, read_public_key};
+use crate::keys::{fingerprint, parse_public_key, read_login_key, read_public_key};
+use crate::sanitize::printable_line as line;
 use crate::store::{NewTarget, Role};
 
 pub fn vendor(ctx: &mut Ctx<'_>, cmd: VendorCommand) -> anyhow::Result<()> {
     let store = ctx.store;
     match cmd {
         VendorCommand::Add(Person { name, email, keys }) => {
+            crate::names::check_line("--email", &email)?;
             let keys = parse_keys(&keys)?;
             store.vendor_add(&name, &email, &keys)?;
             let detail = format!("vendor {name} added with key(s) {}", fingerprints(&keys));
@@ -28,14 +30,14 @@ pub fn vendor(ctx: &mut Ctx<'_>, cmd: VendorCommand) -> anyhow::Result<()> {
             }
             for v in vendors {
                 let state = if v.enabled { "enabled" } else { "disabled" };
-                say!(ctx.out, "{:<20} {:<8} {:<30} {} key(s)", v.name, state, v.email, v.keys.len());
+                say!(ctx.out, "{:<20} {:<8} {:<30} {} key(s)", line(&v.name), state, line(&v.email), v.keys.len());
             }
         }
         VendorCommand::Show { name } => {
             let v = store.vendor(&name)?.ok_or_else(|| UserError(format!("no vendor {name:?}")))?;
             let out = &mut *ctx.out;
-            say!(out, "vendor:  {}", v.name);
-            say!(out, "email:   {}", v.email);
+            say!(out, "vendor:  {}", line(&v.name));
+            say!(out, "email:   {}", line(&v.email));
             say!(out, "state:   {}", if v.enabled { "enabled" } else { "disabled" });
             say!(out, "created: {}", v.created_at.format("%Y-%m-%d %H:%M:%S UTC"));
             for key in &v.keys {
@@ -96,7 +98,7 @@ pub fn target(ctx: &mut Ctx<'_>, cmd: TargetCommand) -> anyhow::Result<()> {
     let out = &mut *ctx.out;
     let change = match cmd {
         TargetCommand::Add { name, address, host_key, accounts, privileged_accounts, client } => {
-            let key = read_public_key(&host_key)?;
+            let key = read_login_key(&host_key)?;
             store.target_add(&NewTarget {
                 name: &name,
                 address: &address,
@@ -122,21 +124,22 @@ pub fn target(ctx: &mut Ctx<'_>, cmd: TargetCommand) -> anyhow::Result<()> {
             }
             for t in targets {
                 let client = t.client.as_deref().unwrap_or("-");
-                say!(out, "{:<20} {:<28} {:<16} {}", t.name, t.address, client, t.accounts.join(","));
+                let accounts = t.accounts.join(",");
+                say!(out, "{:<20} {:<28} {:<16} {}", line(&t.name), line(&t.address), line(client), line(&accounts));
             }
             None
         }
         TargetCommand::Show { name } => {
             let t = store.target(&name)?.ok_or_else(|| UserError(format!("no target {name:?}")))?;
             let fp = parse_public_key(&t.host_key).map(|k| fingerprint(&k)).unwrap_or_default();
-            say!(out, "target:   {}", t.name);
-            say!(out, "address:  {}", t.address);
-            say!(out, "host key: {fp} {}", t.host_key);
-            say!(out, "accounts: {}", t.accounts.join(", "));
+            say!(out, "target:   {}", line(&t.name));
+            say!(out, "address:  {}", line(&t.address));
+            say!(out, "host key: {fp} {}", line(&t.host_key));
+            say!(out, "accounts: {}", line(&t.accounts.join(", ")));
             if !t.privileged_accounts.is_empty() {
-                say!(out, "privileged: {}", t.privileged_accounts.join(", "));
+                say!(out, "privileged: {}", line(&t.privileged_accounts.join(", ")));
             }
-            say!(out, "client:   {}", t.client.as_deref().unwrap_or("(none: set one with target set-client)"));
+            say!(out, "client:   {}", line(t.client.as_deref().unwrap_or("(none: set one with target set-client)")));
             say!(out, "created:  {}", t.created_at.format("%Y-%m-%d %H:%M:%S UTC"));
             None
         }
@@ -156,6 +159,9 @@ pub fn client(ctx: &mut Ctx<'_>, cmd: ClientCommand) -> anyhow::Result<()> {
     let store = ctx.store;
     match cmd {
         ClientCommand::Add { name, emails } => {
+            for email in &emails {
+                crate::names::check_line("--email", email)?;
+            }
             store.client_add(&name, &emails)?;
             audit(ctx, Event::new("client.add", format!("client {name} added, mail to {}", emails.join(", "))))?;
             say!(ctx.out, "client {name} added");
@@ -167,21 +173,25 @@ pub fn client(ctx: &mut Ctx<'_>, cmd: ClientCommand) -> anyhow::Result<()> {
                 say!(out, "no clients; add one with: chaperone client add NAME --email ADDR");
             }
             for c in clients {
-                say!(out, "{:<20} {}", c.name, c.emails.join(", "));
+                say!(out, "{:<20} {}", line(&c.name), line(&c.emails.join(", ")));
             }
         }
         ClientCommand::Show { name } => {
             let c = store.client(&name)?.ok_or_else(|| UserError(format!("no client {name:?}")))?;
             let out = &mut *ctx.out;
-            say!(out, "client:  {}", c.name);
-            say!(out, "emails:  {}", c.emails.join(", "));
+            say!(out, "client:  {}", line(&c.name));
+            say!(out, "emails:  {}", line(&c.emails.join(", ")));
             let targets: Vec<String> = store
                 .target_list()?
                 .into_iter()
                 .filter(|t| t.client.as_deref() == Some(&c.name))
                 .map(|t| t.name)
                 .collect();
-            say!(out, "targets: {}", if targets.is_empty() { "-".to_string() } else { targets.join(", ") });
+            say!(
+                out,
+                "targets: {}",
+                if targets.is_empty() { "-".to_string() } else { line(&targets.join(", ")).into() }
+            );
         }
     }
     Ok(())
@@ -191,6 +201,7 @@ pub fn tech(ctx: &mut Ctx<'_>, cmd: TechCommand) -> anyhow::Result<()> {
     let store = ctx.store;
     match cmd {
         TechCommand::Add(Person { name, email, keys }) => {
+            crate::names::check_line("--email", &email)?;
             let keys = parse_keys(&keys)?;
             store.tech_add(&name, &email, &keys)?;
             let detail = format!("technician {name} added with key(s) {}", fingerprints(&keys));
@@ -205,14 +216,14 @@ pub fn tech(ctx: &mut Ctx<'_>, cmd: TechCommand) -> anyhow::Result<()> {
             }
             for t in techs {
                 let state = if t.enabled { "enabled" } else { "disabled" };
-                say!(out, "{:<20} {:<8} {}", t.name, state, t.email);
+                say!(out, "{:<20} {:<8} {}", line(&t.name), state, line(&t.email));
             }
         }
         TechCommand::Show { name } => {
             let t = store.tech(&name)?.ok_or_else(|| UserError(format!("no technician {name:?}")))?;
             let out = &mut *ctx.out;
-            say!(out, "technician: {}", t.name);
-            say!(out, "email:      {}", t.email);
+            say!(out, "technician: {}", line(&t.name));
+            say!(out, "email:      {}", line(&t.email));
             say!(out, "state:      {}", if t.enabled { "enabled" } else { "disabled" });
             for key in &t.keys {
                 say!(out, "key:        {}", key_line(key));
@@ -233,13 +244,13 @@ pub fn tech(ctx: &mut Ctx<'_>, cmd: TechCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `--key` arguments as public keys; the first malformed one is the error.
+/// The `--key` arguments as public keys; the first malformed or weak one is the error.
 fn parse_keys(keys: &[String]) -> Result<Vec<russh::keys::PublicKey>, UserError> {
-    keys.iter().map(|k| read_public_key(k)).collect()
+    keys.iter().map(|k| read_login_key(k)).collect()
 }
 
 /// A registered key as shown: fingerprint, then the OpenSSH line.
 fn key_line(key: &str) -> String {
     let fp = parse_public_key(key).map(|k| fingerprint(&k)).unwrap_or_default();
-    format!("{fp} {key}")
+    format!("{fp} {}", line(key))
 }

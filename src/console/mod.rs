@@ -13,13 +13,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use clap::Parser;
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::Event;
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 use crate::commands::{Caller, Ctx, Hangup, RemoteTerminal, parse_keys};
 use crate::gate::{Gate, GateEvent};
 
@@ -161,7 +160,7 @@ async fn execute(
     rx: &mut ChannelReadHalf,
     tx: &ChannelWriteHalf<Msg>,
 ) -> u32 {
-    let cli = match Cli::try_parse_from(std::iter::once("chaperone".to_string()).chain(args.iter().cloned())) {
+    let cli = match crate::cli::parse_console(args.iter().cloned()) {
         Ok(cli) => cli,
         Err(err) => {
             // --help and --version end up here too, and are not errors.
@@ -330,12 +329,18 @@ fn run_command(
     }
 }
 
+/// Reads the technician's standard input, at most one byte over [`MAX_STDIN`]: more
+/// than that is not waited for, and the command's own limit refuses it.
 async fn read_stdin(rx: &mut ChannelReadHalf) -> Vec<u8> {
     let mut input = Vec::new();
     while let Some(msg) = rx.wait().await {
         match msg {
-            ChannelMsg::Data { data } if input.len() + data.len() <= MAX_STDIN => input.extend_from_slice(&data),
-            ChannelMsg::Data { .. } => {}
+            ChannelMsg::Data { data } => {
+                input.extend_from_slice(&data[..data.len().min(MAX_STDIN + 1 - input.len())]);
+                if input.len() > MAX_STDIN {
+                    break;
+                }
+            }
             ChannelMsg::Eof | ChannelMsg::Close => break,
             _ => {}
         }

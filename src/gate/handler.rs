@@ -67,6 +67,7 @@ impl GateHandler {
     /// vendor. Disabled vendors pass here (they proved who they are) and are refused with a
     /// message after. A store error refuses: fail closed.
     fn key_matches(&self, user: &str, key: &PublicKey) -> Option<Login> {
+        crate::keys::check_strength(key).ok()?;
         let login = LoginName::parse(user)?;
         let store = &self.gate.store;
         if login.target.is_none() && store.tech_has_key(&login.vendor, key).ok()? {
@@ -88,9 +89,10 @@ impl GateHandler {
         self.refusal_audited = true;
         let shown: String = user.chars().take(64).collect();
         let detail = format!(
-            "authentication refused from {}: user {shown:?}, key {} is not a registered vendor key",
+            "authentication refused from {}: user {shown:?}, key {} {}",
             self.peer,
-            crate::keys::fingerprint(key)
+            crate::keys::fingerprint(key),
+            crate::keys::refusal(key)
         );
         tracing::info!("{detail}");
         let mut event = crate::audit::Event::new("login.refused", detail);
