@@ -132,7 +132,11 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
         clock(at_ms),
         clock(replay.index.duration_ms)
     );
-    Ok(())
+    // After the replay, which resets the screen: a warning before it would be wiped.
+    for problem in &replay.index.damage {
+        let _ = writeln!(ctx.err, "chaperone: warning: {}: {problem}", path.display());
+    }
+    super::recordings::fail_if_damaged(replay.index.damage.len())
 }
 
 struct Player<'a, 'r> {

@@ -58,7 +58,7 @@ fn append_marker(cast: &Path, empty: bool, level: i32) -> std::io::Result<()> {
         text.extend_from_slice(b"{\"version\":3,\"term\":{\"cols\":80,\"rows\":24},\"timestamp\":0}\n");
     }
     push_event(&mut text, 0, "m", INTERRUPTED);
-    let frame = zstd::bulk::compress(&text, level)?;
+    let frame = super::frames::checksummed(level)?.compress(&text)?;
     let mut file = std::fs::OpenOptions::new().append(true).open(cast)?;
     file.write_all(&frame)?;
     file.sync_data()

@@ -12,6 +12,7 @@
 //! bastion builds the indexes when a session with up to [`INDEX_ON_END_BYTES`] of output
 //! ends ([`index_later`]); `replay` builds whatever is missing or stale.
 
+use std::io::Cursor;
 use std::iter::Peekable;
 use std::path::{Path, PathBuf};
 
@@ -20,14 +21,26 @@ use sha2::{Digest, Sha256};
 
 use super::RecordingError;
 use super::asciicast::Header;
-use super::reader::{CastEvent, parse_event};
+use super::asciicast::Term;
+use super::reader::{CastEvent, DamageLog, FrameReader, parse_event};
 use crate::mirror::{clamp_side, emulator};
 
 /// Output between keyframes, at most (give or take a frame).
 pub const KEYFRAME_BYTES: u64 = 2 * 1024 * 1024;
 /// Session time between keyframes, at most (give or take a frame).
 pub const KEYFRAME_MS: u64 = 60_000;
-const INDEX_VERSION: u32 = 1;
+/// 2: the index also lists the recording's damaged places (version 1 did not look).
+const INDEX_VERSION: u32 = 2;
+
+/// Screens an index holds, at most, in all: a 1 GB session at 80x24 needs a few MB. A
+/// crafted recording (tiny frames a minute apart, each after a resize to 1000x1000)
+/// would otherwise make the index, held in memory, far larger than the file; beyond the
+/// bound no keyframe is taken, and a seek emulates from the last one.
+const MAX_INDEX_SCREENS: usize = 64 * 1024 * 1024;
+
+/// Markers an index holds, at most: a session's warnings, freezes and notes are tens; a
+/// crafted recording of millions of markers is not held whole.
+const MAX_MARKERS: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeekIndex {
@@ -39,6 +52,9 @@ pub struct SeekIndex {
     pub duration_ms: u64,
     pub keyframes: Vec<Keyframe>,
     pub markers: Vec<Marker>,
+    /// The recording's damaged places that were skipped, one line each (empty when whole).
+    #[serde(default)]
+    pub damage: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,7 +105,7 @@ impl Replay {
     pub fn open(path: &Path) -> Result<Replay, RecordingError> {
         let read_err = |message: String| RecordingError::Read { path: path.to_path_buf(), message };
         let data = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
-        let header = first_line(&data).ok_or_else(|| read_err("no asciicast v3 header".into()))?;
+        let header = first_line(&data).map_err(read_err)?;
         let sha = format!("{:x}", Sha256::digest(&data));
         let saved =
             std::fs::read(index_path(path)).ok().and_then(|b| serde_json::from_slice::<SeekIndex>(&b).ok()).filter(
@@ -119,7 +135,7 @@ impl Replay {
             Some(k) => {
                 let mut vt = emulator(k.cols, k.rows);
                 vt.feed(k.screen.as_str());
-                (vt, Events::new(&self.data, k.offset as usize, k.time_ms).peekable())
+                (vt, Events::new(&self.data, k.offset, k.time_ms).peekable())
             }
             None => {
                 (emulator(self.header.term.cols as usize, self.header.term.rows as usize), self.events().peekable())
@@ -152,11 +168,24 @@ pub fn parse_size(data: &str) -> Option<(usize, usize)> {
     Some((clamp_side(cols.trim().parse().ok()?), clamp_side(rows.trim().parse().ok()?)))
 }
 
-fn first_line(data: &[u8]) -> Option<Header> {
-    let mut frames = Frames { data, offset: 0 };
-    let (_, text) = frames.next()?;
-    let end = text.iter().position(|&b| b == b'\n')?;
-    serde_json::from_slice::<Header>(&text[..end]).ok().filter(|h| h.version == 3)
+/// The header, from the first line of the first frame. When that frame is damaged and
+/// later ones are not, the events are worth more than the header: the replay goes on at
+/// 80x24 (the index lists the damage).
+fn first_line(data: &[u8]) -> Result<Header, String> {
+    let mut frames = FrameReader::new(Cursor::new(data), 0)?;
+    let mut text = Vec::new();
+    match frames.next_into(&mut text) {
+        Some(0) => {
+            let end = text.iter().position(|&b| b == b'\n').unwrap_or(text.len());
+            serde_json::from_slice::<Header>(&text[..end])
+                .ok()
+                .filter(|h| h.version == 3)
+                .ok_or_else(|| "no asciicast v3 header".to_string())
+        }
+        Some(_) => Ok(Header::new(Term { cols: 80, rows: 24, kind: None }, 0, None, String::new())),
+        None if frames.damage.count > 0 => Err(frames.damage.lines().join("; ")),
+        None => Err("no asciicast v3 header".into()),
+    }
 }
 
 /// Emulates the whole recording once, taking a keyframe at the first frame boundary
@@ -170,25 +199,23 @@ fn build_index(data: &[u8], header: &Header, sha256: String) -> SeekIndex {
         duration_ms: 0,
         keyframes: Vec::new(),
         markers: Vec::new(),
+        damage: Vec::new(),
     };
     let mut events = Events::new(data, 0, 0);
-    let (mut bytes_since, mut time_since) = (0u64, 0u64);
+    let (mut bytes_since, mut time_since, mut screens) = (0u64, 0u64, 0usize);
     loop {
         // At a frame boundary (the first frame holds the header: no keyframe before it).
         if events.at_frame_boundary()
             && events.offset > 0
+            && screens < MAX_INDEX_SCREENS
             && (bytes_since >= KEYFRAME_BYTES
                 || index.duration_ms >= time_since + KEYFRAME_MS
                 || index.keyframes.is_empty())
         {
             let (cols, rows) = vt.size();
-            index.keyframes.push(Keyframe {
-                time_ms: index.duration_ms,
-                offset: events.offset as u64,
-                cols,
-                rows,
-                screen: vt.dump(),
-            });
+            let screen = vt.dump();
+            screens += screen.len();
+            index.keyframes.push(Keyframe { time_ms: index.duration_ms, offset: events.offset, cols, rows, screen });
             bytes_since = 0;
             time_since = index.duration_ms;
         }
@@ -196,11 +223,18 @@ fn build_index(data: &[u8], header: &Header, sha256: String) -> SeekIndex {
         index.duration_ms = event.time_ms;
         match event.code.as_str() {
             "o" => bytes_since += event.data.len() as u64,
-            "m" => index.markers.push(Marker { time_ms: event.time_ms, label: event.data.clone() }),
+            "m" if index.markers.len() < MAX_MARKERS => {
+                index.markers.push(Marker { time_ms: event.time_ms, label: event.data.clone() })
+            }
             _ => {}
         }
         apply(&mut vt, &event);
     }
+    match &events.frames {
+        Some(frames) => index.damage = frames.damage.lines(),
+        None => index.damage.push("no zstd decoder could be made (out of memory?)".into()),
+    }
+    index.damage.extend(events.damage.lines());
     index
 }
 
@@ -248,57 +282,44 @@ fn save_index(path: &Path, index: &SeekIndex) {
     }
 }
 
-/// The zstd frames of a recording with their offsets, decompressed one by one. A frame
-/// cut short (a recording still being written) ends the sequence.
-struct Frames<'a> {
-    data: &'a [u8],
-    offset: usize,
-}
-
-impl Iterator for Frames<'_> {
-    type Item = (usize, Vec<u8>);
-
-    fn next(&mut self) -> Option<(usize, Vec<u8>)> {
-        let rest = self.data.get(self.offset..).filter(|r| !r.is_empty())?;
-        let length = zstd::zstd_safe::find_frame_compressed_size(rest).ok()?;
-        let frame = rest.get(..length)?;
-        let text = zstd::stream::decode_all(frame).ok()?;
-        let at = self.offset;
-        self.offset += length;
-        Some((at, text))
-    }
-}
-
 /// Events from a frame boundary on; the header line (in the first frame) is skipped.
+/// Damaged frames and lines are skipped (see [`FrameReader`]) and counted.
 pub struct Events<'a> {
-    frames: Frames<'a>,
+    /// None when no decoder could be made (out of memory): no events.
+    frames: Option<FrameReader<Cursor<&'a [u8]>>>,
     text: Vec<u8>,
     at: usize,
     time_ms: u64,
     /// Offset of the next frame to decode.
-    offset: usize,
+    offset: u64,
+    /// Lines that were not events.
+    damage: DamageLog,
 }
 
 impl<'a> Events<'a> {
-    fn new(data: &'a [u8], offset: usize, time_ms: u64) -> Events<'a> {
-        let mut events = Events { frames: Frames { data, offset }, text: Vec::new(), at: 0, time_ms, offset };
-        if offset == 0 && events.load_frame() {
+    fn new(data: &'a [u8], offset: u64, time_ms: u64) -> Events<'a> {
+        let mut events = Events {
+            frames: FrameReader::new(Cursor::new(data), offset).ok(),
+            text: Vec::new(),
+            at: 0,
+            time_ms,
+            offset,
+            damage: DamageLog::default(),
+        };
+        if offset == 0 && events.load_frame() == Some(0) {
             // Skip the header line.
             events.at = events.text.iter().position(|&b| b == b'\n').map_or(events.text.len(), |i| i + 1);
         }
         events
     }
 
-    fn load_frame(&mut self) -> bool {
-        match self.frames.next() {
-            Some((_, text)) => {
-                self.text = text;
-                self.at = 0;
-                self.offset = self.frames.offset;
-                true
-            }
-            None => false,
-        }
+    /// Decodes the next good frame; returns its offset.
+    fn load_frame(&mut self) -> Option<u64> {
+        let frames = self.frames.as_mut()?;
+        let at = frames.next_into(&mut self.text)?;
+        self.at = 0;
+        self.offset = frames.offset();
+        Some(at)
     }
 
     /// True when every event of the frames decoded so far was returned.
@@ -311,17 +332,22 @@ impl Iterator for Events<'_> {
     type Item = CastEvent;
 
     fn next(&mut self) -> Option<CastEvent> {
-        while self.at_frame_boundary() {
-            if !self.load_frame() {
-                return None;
+        loop {
+            while self.at_frame_boundary() {
+                self.load_frame()?;
+            }
+            let rest = &self.text[self.at..];
+            let end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
+            let event = parse_event(&rest[..end], self.time_ms);
+            self.at += end;
+            match event {
+                Some(event) => {
+                    self.time_ms = event.time_ms;
+                    return Some(event);
+                }
+                None => self.damage.push(format!("a line before byte {}", self.offset), "not an event; skipped".into()),
             }
         }
-        let rest = &self.text[self.at..];
-        let end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
-        let event = parse_event(&rest[..end], self.time_ms)?;
-        self.at += end;
-        self.time_ms = event.time_ms;
-        Some(event)
     }
 }
 
