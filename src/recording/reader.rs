@@ -149,27 +149,40 @@ impl<R: BufRead + Seek> FrameReader<R> {
     /// The next frame that decodes, with its offset, its text in `text` (replacing what
     /// it held); `None` at the end.
     pub fn next_into(&mut self, text: &mut Vec<u8>) -> Option<u64> {
-        let at = self.offset;
-        let failed = match self.decode(at, text) {
-            Step::Frame(length) => {
-                self.passed += 1;
+        loop {
+            let at = self.offset;
+            let failed = match self.decode(at, text) {
+                Step::Frame(length) => {
+                    self.passed += 1;
+                    self.offset = at + length;
+                    return Some(at);
+                }
+                Step::End => return None,
+                Step::Torn => None,
+                Step::Bad(why) => Some(why),
+            };
+            self.passed += 1;
+            let place = format!("frame {} at byte {at}", self.passed);
+            // A frame whose structure holds (a checksum mismatch, a bomb) is skipped whole:
+            // the next frame starts right after it.
+            if let (Some(why), Some(length)) = (&failed, self.extent(at)) {
+                self.damage.push(place, format!("damaged ({why}); skipped its {length} bytes"));
                 self.offset = at + length;
-                return Some(at);
+                continue;
             }
-            Step::End => return None,
-            Step::Torn => None,
-            Step::Bad(why) => Some(why),
-        };
-        self.passed += 1;
-        let frame = self.passed;
-        // Resynchronize: the next frame magic after the damaged one that decodes.
+            return self.resync(at, place, failed, text);
+        }
+    }
+
+    /// After a frame at `at` whose structure is broken (garbage, a frame cut short):
+    /// the next zstd frame magic after it that starts a frame that decodes.
+    fn resync(&mut self, at: u64, place: String, failed: Option<String>, text: &mut Vec<u8>) -> Option<u64> {
         let mut partial = std::mem::take(text);
         let mut from = at + 1;
         while let Some(candidate) = self.find_magic(from) {
             if let Step::Frame(length) = self.decode(candidate, text) {
                 let why = failed.unwrap_or_else(|| "the frame is cut short".into());
-                let what = format!("damaged ({why}); skipped {} bytes to the next frame", candidate - at);
-                self.damage.push(format!("frame {frame} at byte {at}"), what);
+                self.damage.push(place, format!("damaged ({why}); skipped {} bytes to the next frame", candidate - at));
                 self.passed += 1;
                 self.offset = candidate + length;
                 return Some(candidate);
@@ -181,7 +194,7 @@ impl<R: BufRead + Seek> FrameReader<R> {
         match failed {
             Some(why) => {
                 let what = format!("damaged ({why}); no readable frame in the {} bytes after it", end - at);
-                self.damage.push(format!("frame {frame} at byte {at}"), what);
+                self.damage.push(place, what);
                 None
             }
             None => {
@@ -193,6 +206,75 @@ impl<R: BufRead + Seek> FrameReader<R> {
                 (!text.is_empty()).then_some(at)
             }
         }
+    }
+
+    /// The length of the zstd frame at `at` from its headers alone (frame header, block
+    /// headers, checksum), if they make sense and it ends within the file.
+    fn extent(&mut self, at: u64) -> Option<u64> {
+        let mut header = [0u8; 5];
+        self.input.seek(SeekFrom::Start(at)).ok()?;
+        self.input.read_exact(&mut header).ok()?;
+        let magic = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
+            // A skippable frame: its length follows the magic.
+            let mut size = [0u8; 4];
+            self.input.seek(SeekFrom::Start(at + 4)).ok()?;
+            self.input.read_exact(&mut size).ok()?;
+            return self.within(at, 8 + u64::from(u32::from_le_bytes(size)));
+        }
+        if header[..4] != MAGIC {
+            return None;
+        }
+        let descriptor = header[4];
+        if descriptor & 0x08 != 0 {
+            return None; // a reserved bit
+        }
+        let single_segment = descriptor & 0x20 != 0;
+        let content_size = match descriptor >> 6 {
+            0 => u64::from(single_segment),
+            1 => 2,
+            2 => 4,
+            _ => 8,
+        };
+        let dictionary = [0, 1, 2, 4][usize::from(descriptor & 0x03)];
+        let mut length = 5 + u64::from(!single_segment) + dictionary + content_size;
+        loop {
+            let mut block = [0u8; 3];
+            self.input.seek(SeekFrom::Start(at + length)).ok()?;
+            self.input.read_exact(&mut block).ok()?;
+            let block = u32::from_le_bytes([block[0], block[1], block[2], 0]);
+            let size = u64::from(block >> 3);
+            let body = match (block >> 1) & 0x03 {
+                1 => 1, // RLE: one byte repeated `size` times
+                3 => return None,
+                _ => size,
+            };
+            if size > 128 * 1024 {
+                return None; // beyond the largest block zstd writes
+            }
+            length += 3 + body;
+            if block & 1 == 1 {
+                break;
+            }
+        }
+        if descriptor & 0x04 != 0 {
+            length += 4; // the content checksum
+        }
+        self.within(at, length)
+    }
+
+    /// `length` if a frame of it at `at` ends within the file, at its end or where a
+    /// frame magic follows (else the headers were read from garbage).
+    fn within(&mut self, at: u64, length: u64) -> Option<u64> {
+        let end = self.input.seek(SeekFrom::End(0)).ok()?;
+        if at + length == end {
+            return Some(length);
+        }
+        let mut next = [0u8; 4];
+        self.input.seek(SeekFrom::Start(at + length)).ok()?;
+        self.input.read_exact(&mut next).ok()?;
+        let skippable = u32::from_le_bytes(next) & 0xFFFF_FFF0 == 0x184D_2A50;
+        (next == MAGIC || skippable).then_some(length)
     }
 
     /// Decodes the frame at `at` into `text`, within the bounds.
@@ -543,7 +625,8 @@ mod tests {
             let problems = reader.problems();
             assert_eq!(problems.len(), 1, "{name}: {problems:?}");
             assert!(problems[0].starts_with(&format!("frame 2 at byte {}: damaged (", offsets[1])), "{problems:?}");
-            assert!(problems[0].contains("bytes to the next frame"), "{problems:?}");
+            let skipped = if name == "flipped" { "skipped its " } else { "bytes to the next frame" };
+            assert!(problems[0].contains(skipped), "{name}: {problems:?}");
             assert!(!reader.truncated, "{name}");
         }
     }

@@ -15,6 +15,8 @@ mod refusal;
 mod relay;
 mod supervision;
 
+pub use meta::recover;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,263 @@
+//! Readers of recordings against hostile and damaged files (zstd bombs, flipped bytes,
+//! garbage), and the evidence an interrupted session keeps after kill -9 and a restart.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::*;
+
+/// What a finished command left, and the most memory it held (its peak resident set).
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    peak_kb: u64,
+}
+
+/// Runs `cmd` under `/usr/bin/time` with its output into files and returns its exit,
+/// output and peak memory (the kernel's count for the process, so no sampling misses the
+/// peak; not from this test process, whose memory a forked child would inherit).
+fn run_measured(cmd: Command, dir: &Path) -> Run {
+    let (out, err, peak) = (dir.join("run.stdout"), dir.join("run.stderr"), dir.join("run.peak"));
+    let mut timed = Command::new("/usr/bin/time");
+    timed.arg("-f").arg("%M").arg("-o").arg(&peak).arg(cmd.get_program()).args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            timed.env(key, value);
+        }
+    }
+    let status = timed
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    let read = |p: &PathBuf| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
+    let peak_kb = read(&peak).lines().last().unwrap_or_default().trim().parse().unwrap_or(u64::MAX);
+    Run { code: status.code(), stdout: read(&out), stderr: read(&err), peak_kb }
+}
+
+/// The offsets and lengths of the zstd frames of a file.
+fn frames_of(file: &[u8]) -> Vec<(usize, usize)> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < file.len() {
+        let length = zstd::zstd_safe::find_frame_compressed_size(&file[at..]).unwrap();
+        frames.push((at, length));
+        at += length;
+    }
+    frames
+}
+
+fn frame(text: &str) -> Vec<u8> {
+    zstd::bulk::compress(text.as_bytes(), 1).unwrap()
+}
+
+/// A frame of `mib` MiB of one byte and no newline, written with a window of 2^`window_log`
+/// (compressed to a few bytes per 128 KiB block: a bomb).
+fn bomb(mib: usize, window_log: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = zstd::stream::write::Encoder::new(&mut out, 1).unwrap();
+    encoder.window_log(window_log).unwrap();
+    let run = vec![b'a'; 1 << 20];
+    for _ in 0..mib {
+        encoder.write_all(&run).unwrap();
+    }
+    encoder.finish().unwrap();
+    out
+}
+
+/// A zstd bomb placed as a session's recording: a good frame (the header and a line), a
+/// frame of 1 GiB of one byte, a frame asking for a 128 MiB window holding 256 MiB, and a
+/// good frame. Every reader stays within a few tens of megabytes, says where the bombs
+/// are, shows what is around them and exits non-zero.
+#[test]
+fn a_zstd_bomb_costs_the_readers_no_memory() {
+    let w = World::new();
+    let out = w.exec("echo hi");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let header = "{\"version\":3,\"term\":{\"cols\":80,\"rows\":24},\"timestamp\":0}\n";
+    let mut file = frame(&format!("{header}[0.1, \"o\", \"before-bomb\\r\\n\"]\n[0.1, \"i\", \"typed-before\\r\"]\n"));
+    let second = file.len();
+    file.extend(bomb(1024, 20));
+    let third = file.len();
+    file.extend(bomb(256, 27));
+    file.extend(frame("[0.1, \"o\", \"after-bomb\\r\\n\"]\n[0.1, \"i\", \"typed-after\\r\"]\n"));
+    assert!(file.len() < 64 * 1024, "a small file: {} bytes", file.len());
+    std::fs::write(w.folder(&id).join("session.cast.zst"), &file).unwrap();
+
+    let runs: [(&str, &[&str], &str); 5] = [
+        ("cat", &["recordings", "cat", &id], "before-bomb\r\nafter-bomb\r\n"),
+        ("export", &["recordings", "export", &id, "--output", "-"], "after-bomb"),
+        ("replay", &["replay", &id, "--speed", "1000"], "after-bomb"),
+        ("search", &["recordings", "search", "bomb"], "output: after-bomb"),
+        ("commands", &["recordings", "commands", &id], "typed-after"),
+    ];
+    for (name, args, shown) in runs {
+        let mut cmd = w.bastion.command();
+        cmd.args(args);
+        let run = run_measured(cmd, w.tmp.path());
+        eprintln!("{name}: peak {} KiB", run.peak_kb);
+        assert!(run.peak_kb < 64 * 1024, "{name} held {} MiB", run.peak_kb / 1024);
+        assert!(run.stdout.contains(shown), "{name}: {:?} {}", run.stdout, run.stderr);
+        assert!(!run.stdout.contains("aaaa"), "{name} showed the bomb");
+        assert_eq!(run.code, Some(1), "{name}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "frame 2 at byte {second}: damaged (decompresses to more than 8 MiB); skipped its {} bytes",
+                third - second
+            )),
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(&format!("frame 3 at byte {third}: damaged (frame requires too much memory")),
+            "{name}: {}",
+            run.stderr
+        );
+    }
+    // The seal does not cover the planted file, which is reported too.
+    let verify = w.bastion.run(&["recordings", "verify", &id]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(stderr(&verify).contains("NOT INTACT: session.cast.zst"), "{}", stderr(&verify));
+}
+
+/// A session long enough for several frames; one byte flipped in its middle frame (as a
+/// bad disk or copy would): the readers show what comes before and after, say which frame
+/// at which byte was skipped, and exit non-zero.
+#[test]
+fn a_damaged_frame_is_skipped_and_the_rest_is_read() {
+    let w = World::new();
+    let out = w.exec("for i in $(seq 1 40); do echo line-$i; sleep 0.05; done");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let cast = w.folder(&id).join("session.cast.zst");
+    let mut file = std::fs::read(&cast).unwrap();
+    let frames = frames_of(&file);
+    assert!(frames.len() >= 5, "{} frames", frames.len());
+    let n = frames.len() / 2;
+    let (at, length) = frames[n];
+    let lost: Vec<String> = String::from_utf8(zstd::decode_all(&file[at..at + length]).unwrap())
+        .unwrap()
+        .split("\\n")
+        .filter_map(|l| l.rsplit_once("line-").map(|(_, n)| format!("line-{n}")))
+        .collect();
+    assert!(!lost.is_empty() && !lost.contains(&"line-1".to_string()) && !lost.contains(&"line-40".to_string()));
+    file[at + length / 2] ^= 0x20;
+    std::fs::write(&cast, &file).unwrap();
+
+    let said = format!("frame {} at byte {at}: damaged (", n + 1);
+    for (name, args) in [
+        ("cat", vec!["recordings", "cat", &id]),
+        ("export", vec!["recordings", "export", &id, "--format", "v2", "--output", "-"]),
+        ("replay", vec!["replay", &id, "--speed", "1000"]),
+    ] {
+        let out = w.bastion.run(&args);
+        let shown = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(&said), "{name}: {}", stderr(&out));
+        for i in 1..=40 {
+            let line = format!("line-{i}");
+            let expected = !lost.contains(&line);
+            // As shown (cat, replay) or as JSON (export).
+            let found = shown.contains(&format!("{line}\n")) || shown.contains(&format!("{line}\\n"));
+            assert_eq!(found, expected, "{name}: {line} (lost: {lost:?})");
+        }
+    }
+}
+
+/// `recordings search` goes on past a recording it cannot read, with a warning naming it,
+/// and its exit status says that some were unreadable.
+#[test]
+fn search_goes_on_past_an_unreadable_recording() {
+    let w = World::new();
+    assert!(w.exec("echo first-needle").status.success());
+    let first = w.last_session();
+    w.ended_session_json(&first);
+    assert!(w.exec("echo second-needle").status.success());
+    let second = w.last_session();
+    w.ended_session_json(&second);
+    std::fs::write(w.folder(&first).join("session.cast.zst"), b"this is not a recording at all").unwrap();
+
+    let out = w.bastion.run(&["recordings", "search", "needle"]);
+    assert!(stdout(&out).contains(&format!("{second}  ")) && stdout(&out).contains("output: second-needle"));
+    assert!(!stdout(&out).contains("first-needle"));
+    assert!(stderr(&out).contains(&format!("warning: session {first}: cannot read recording")), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 recording(s) could not be read in full"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// kill -9 of the bastion during a session, then a restart: the recovered folder has the
+/// audit trail, the channel with its command, the bytes the recording holds and the end
+/// at its last event; `recordings list` shows the same bytes.
+#[test]
+fn an_interrupted_session_keeps_full_evidence() {
+    let mut w = World::new();
+    let command = "i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.02; done";
+    let mut child = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    for _ in 0..100 {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    w.bastion.signal(libc::SIGKILL);
+    let _ = child.wait();
+    let id = w.last_session();
+    w.bastion.start();
+    w.eventually("the session to be marked interrupted", || {
+        w.bastion.ok(&["recordings", "list"]).contains("interrupted")
+    });
+
+    let folder = w.folder(&id);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("session.json")).unwrap()).unwrap();
+    assert_eq!(json["state"], "interrupted");
+    // The bytes are those the recording holds: every output byte `cat` gives back.
+    let recorded = w.bastion.ok(&["recordings", "cat", &id]);
+    assert!(recorded.contains("line-100\n"), "{}", &recorded[recorded.len().saturating_sub(200)..]);
+    assert_eq!(json["bytes_out"], recorded.len(), "{json}");
+    assert_eq!(json["bytes_in"], 0);
+    let channels = json["channels"].as_array().unwrap();
+    assert_eq!(channels.len(), 1, "{json}");
+    assert_eq!(channels[0]["file"], "session.cast.zst");
+    assert_eq!(channels[0]["command"], command);
+    assert_eq!(channels[0]["bytes_out"], recorded.len());
+    // The end is the time of the last recorded event (the interrupted marker is put at it).
+    let v2 = w.bastion.ok(&["recordings", "export", &id, "--format", "v2", "--output", "-"]);
+    let last: (f64, String, String) = serde_json::from_str(v2.lines().last().unwrap()).unwrap();
+    assert_eq!(last.1, "m");
+    let start = chrono::DateTime::parse_from_rfc3339(json["start"].as_str().unwrap()).unwrap();
+    let end = chrono::DateTime::parse_from_rfc3339(json["end"].as_str().unwrap()).unwrap();
+    let offset_ms = (end - start).num_milliseconds();
+    assert!(
+        (offset_ms - (last.0 * 1000.0).round() as i64).abs() <= 1,
+        "end {end}, start {start}, last event {}",
+        last.0
+    );
+    assert!(offset_ms >= 2000, "{offset_ms} ms");
+    // The audit trail is in the folder, this session's start and interruption included.
+    let audit = std::fs::read_to_string(folder.join("audit.jsonl")).unwrap();
+    assert!(audit.contains("\"session.start\"") && audit.contains("\"session.interrupted\""), "{audit}");
+    let listed = w.bastion.ok(&["recordings", "list"]);
+    let row = listed.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(row.contains(&format!("out {} B", recorded.len())), "{row}");
+    assert!(row.contains(&end.with_timezone(&chrono::Utc).format("%H:%M:%S").to_string()), "{row}");
+    // And the folder, with its new files, verifies.
+    let verify = w.bastion.run(&["recordings", "verify", &id]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+}
