@@ -261,3 +261,52 @@ fn an_interrupted_session_keeps_full_evidence() {
     let verify = w.bastion.run(&["recordings", "verify", &id]);
     assert!(verify.status.success(), "{}", stderr(&verify));
 }
+
+/// The next bomb of the class: a recording of valid events that decompresses to lines
+/// without end (input without Enter, output without a newline) or without number (five
+/// million typed lines, 600,000 markers), each frame within the bounds. Search, replay
+/// and commands hold none of it whole.
+#[test]
+fn endless_or_countless_lines_cost_the_readers_no_memory() {
+    let w = World::new();
+    assert!(w.exec("echo hi").status.success());
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let header = "{\"version\":3,\"term\":{\"cols\":80,\"rows\":24},\"timestamp\":0}\n";
+    let mut file = frame(header);
+    let frame_text = |line: &str, count: usize| format!("[0, \"i\", \"{}\"]\n", line.repeat(count));
+    for _ in 0..2 {
+        file.extend(frame(&frame_text("a\\r", 2_600_000)));
+    }
+    for _ in 0..2 {
+        file.extend(frame(&frame_text("a", 7_900_000)));
+        file.extend(frame(&format!("[0, \"o\", \"{}\"]\n", "b".repeat(7_900_000))));
+    }
+    file.extend(frame(&"[0, \"m\", \"\"]\n".repeat(600_000)));
+    // Ctrl-U: what was typed so far is discarded, and the last line is just this.
+    file.extend(frame("[0.1, \"i\", \"\\u0015last-typed\\r\"]\n"));
+    assert!(file.len() < 64 * 1024, "a small file: {} bytes", file.len());
+    std::fs::write(w.folder(&id).join("session.cast.zst"), &file).unwrap();
+
+    for (name, args, shown) in [
+        ("search", vec!["recordings", "search", "last-typed"], "typed: last-typed\n"),
+        // Everything is at 0 s: the replay starts with the screen then, a screen of b.
+        ("replay", vec!["replay", &id, "--speed", "1000"], "b\x1b[79b"),
+    ] {
+        let mut cmd = w.bastion.command();
+        cmd.args(&args);
+        let run = run_measured(cmd, w.tmp.path());
+        eprintln!("{name}: peak {} KiB", run.peak_kb);
+        assert!(run.peak_kb < 64 * 1024, "{name} held {} MiB", run.peak_kb / 1024);
+        assert!(run.stdout.contains(shown), "{name}: {}", run.stderr);
+        // The file is not sealed as it is, but every frame of it decodes.
+        assert_eq!(run.code, Some(0), "{name}: {}", run.stderr);
+    }
+    let mut cmd = w.bastion.command();
+    cmd.args(["recordings", "commands", &id]);
+    let run = run_measured(cmd, w.tmp.path());
+    eprintln!("commands: peak {} KiB", run.peak_kb);
+    assert!(run.peak_kb < 64 * 1024, "commands held {} MiB", run.peak_kb / 1024);
+    assert!(run.stdout.ends_with("  last-typed\n"), "{}", run.stderr);
+    assert!(run.stdout.lines().count() > 2 * 2_600_000, "{} lines", run.stdout.lines().count());
+}

@@ -99,13 +99,16 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                             continue;
                         }
                     };
-                    // Output lines are matched as they are read, not all held at once; a
-                    // technician who leaves stops the search.
-                    let notes = text::read_with(&mut reader, |line| {
-                        show("output", &line);
+                    // Lines are matched as they are read, none held; a technician who
+                    // leaves stops the search.
+                    text::each_line(&mut reader, |kind, line| {
+                        match kind {
+                            text::Kind::Output => show("output", &line),
+                            text::Kind::Typed => show("typed", &line),
+                            text::Kind::Marker => {}
+                        }
                         if hangup.happened() { Err(anyhow::anyhow!("the caller went away")) } else { Ok(()) }
                     })?;
-                    notes.typed.iter().for_each(|line| show("typed", line));
                     if report_reading(&reader, err) > 0 {
                         unreadable += 1;
                     }
@@ -126,9 +129,13 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             let mut damaged = 0;
             for path in select(&folder, None)? {
                 let mut reader = CastReader::open(&path)?;
-                for line in text::typed_commands(&mut reader) {
-                    say!(out, "{}  {}", text::clock(line.time_ms), line.text);
-                }
+                // Printed as they come, none held (a crafted recording may have millions).
+                text::each_line(&mut reader, |kind, line| {
+                    if kind == text::Kind::Typed {
+                        writeln!(out, "{}  {}", text::clock(line.time_ms), line.text)?;
+                    }
+                    if hangup.happened() { Err(anyhow::anyhow!("the caller went away")) } else { Ok(()) }
+                })?;
                 out.flush()?;
                 damaged += report_reading(&reader, err);
             }

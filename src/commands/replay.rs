@@ -280,7 +280,11 @@ impl<'r> Player<'_, 'r> {
 
     /// Position, speed and state in the terminal's title (written when it changes).
     fn title(&mut self, at_ms: u64) -> std::io::Result<()> {
-        let marker = self.replay.index.markers.iter().rev().find(|m| m.time_ms <= at_ms && at_ms < m.time_ms + 5000);
+        // The latest marker at or before now, if it was less than 5 s ago (markers are in
+        // time order: a binary search, as a crafted recording may hold thousands).
+        let markers = &self.replay.index.markers;
+        let latest = markers.partition_point(|m| m.time_ms <= at_ms).checked_sub(1).and_then(|i| markers.get(i));
+        let marker = latest.filter(|m| at_ms < m.time_ms.saturating_add(5000));
         let title = format!(
             "chaperone replay {}  {} / {}  x{}{}{}",
             self.name,

@@ -255,24 +255,57 @@ fn transcript(folder: &Path, id: &str, meta: &Value, out: &mut dyn Write) -> Res
     );
     out.write_all(head.as_bytes()).map_err(failed)?;
     for (n, path) in cast_files(folder).iter().enumerate() {
-        let reader = CastReader::open(path)?;
+        let mut reader = CastReader::open(path)?;
         let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         let command = reader.header.command.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
         writeln!(out, "\n=== Channel {} ({file}){command} ===", n + 1).map_err(failed)?;
-        let Ok(notes) = text::read_with(reader, |_| Ok::<(), std::convert::Infallible>(()));
-        for (title, lines) in [("Commands typed", notes.typed), ("Markers", notes.markers)] {
-            writeln!(out, "\n--- {title} ---").map_err(failed)?;
-            lines
-                .iter()
-                .try_for_each(|line| writeln!(out, "{}  {}", clock(line.time_ms), line.text))
-                .map_err(failed)?;
+        // The typed commands are written as they come; the markers are kept for their
+        // section (a session has tens; a crafted recording's millions are counted).
+        writeln!(out, "\n--- Commands typed ---").map_err(failed)?;
+        let (mut markers, mut more_markers) = (Vec::new(), 0usize);
+        text::each_line(&mut reader, |kind, line| match kind {
+            text::Kind::Typed => writeln!(out, "{}  {}", clock(line.time_ms), line.text),
+            text::Kind::Marker if markers.len() < MAX_MARKERS => {
+                markers.push(line);
+                Ok(())
+            }
+            text::Kind::Marker => {
+                more_markers += 1;
+                Ok(())
+            }
+            text::Kind::Output => Ok(()),
+        })
+        .map_err(failed)?;
+        writeln!(out, "\n--- Markers ---").map_err(failed)?;
+        for line in &markers {
+            writeln!(out, "{}  {}", clock(line.time_ms), line.text).map_err(failed)?;
+        }
+        if more_markers > 0 {
+            writeln!(out, "(and {more_markers} more markers)").map_err(failed)?;
         }
         writeln!(out, "\n--- Output ---").map_err(failed)?;
-        text::read_with(CastReader::open(path)?, |line| writeln!(out, "{}  {}", clock(line.time_ms), line.text))
-            .map_err(failed)?;
+        let mut reader = CastReader::open(path)?;
+        text::each_line(&mut reader, |kind, line| match kind {
+            text::Kind::Output => writeln!(out, "{}  {}", clock(line.time_ms), line.text),
+            _ => Ok(()),
+        })
+        .map_err(failed)?;
+        let problems = reader.problems();
+        if reader.truncated || !problems.is_empty() {
+            writeln!(out, "\n--- Not read ---").map_err(failed)?;
+        }
+        if reader.truncated {
+            writeln!(out, "The recording ends early (the session was cut short).").map_err(failed)?;
+        }
+        for problem in problems {
+            writeln!(out, "Skipped, damaged: {problem}").map_err(failed)?;
+        }
     }
     Ok(())
 }
+
+/// Markers a channel's transcript lists, at most (see [`transcript`]).
+const MAX_MARKERS: usize = 10_000;
 
 fn readme(id: &str, fingerprint: &str, meta: &Value) -> String {
     format!(
