@@ -310,3 +310,28 @@ fn endless_or_countless_lines_cost_the_readers_no_memory() {
     assert!(run.stdout.ends_with("  last-typed\n"), "{}", run.stderr);
     assert!(run.stdout.lines().count() > 2 * 2_600_000, "{} lines", run.stdout.lines().count());
 }
+
+/// A recording made huge and sparse (128 MiB of zeros after its frames, nothing on disk):
+/// replay reads it frame by frame instead of holding the file, says where the zeros
+/// start, and plays what is there.
+#[test]
+fn a_huge_sparse_recording_is_replayed_without_holding_it() {
+    let w = World::new();
+    assert!(w.exec("echo before-the-zeros").status.success());
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let cast = w.folder(&id).join("session.cast.zst");
+    let recorded = std::fs::read(&cast).unwrap();
+    let length = recorded.len() as u64;
+    std::fs::OpenOptions::new().write(true).open(&cast).unwrap().set_len(length + (128 << 20)).unwrap();
+    let mut cmd = w.bastion.command();
+    cmd.args(["replay", &id, "--speed", "1000"]);
+    let run = run_measured(cmd, w.tmp.path());
+    eprintln!("replay: peak {} KiB", run.peak_kb);
+    assert!(run.peak_kb < 64 * 1024, "replay held {} MiB", run.peak_kb / 1024);
+    assert!(run.stdout.contains("before-the-zeros"), "{}", run.stderr);
+    let frames = frames_of(&recorded).len();
+    let said = format!("frame {} at byte {length}: damaged (unknown frame descriptor)", frames + 1);
+    assert!(run.stderr.contains(&said), "{}", run.stderr);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+}

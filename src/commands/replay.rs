@@ -250,7 +250,7 @@ impl<'r> Player<'_, 'r> {
     }
 
     /// Shows the screen at `to_ms` on a reset terminal; returns the events after it.
-    fn jump(&mut self, to_ms: u64) -> std::io::Result<std::iter::Peekable<Events<'r>>> {
+    fn jump(&mut self, to_ms: u64) -> std::io::Result<std::iter::Peekable<Events>> {
         let position = self.replay.seek(to_ms);
         self.sanitizer = Sanitizer::default();
         self.out.write_all(b"\x1bc")?;

@@ -12,12 +12,12 @@
 //! bastion builds the indexes when a session with up to [`INDEX_ON_END_BYTES`] of output
 //! ends ([`index_later`]); `replay` builds whatever is missing or stale.
 
-use std::io::Cursor;
+use std::fs::File;
+use std::io::BufReader;
 use std::iter::Peekable;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::RecordingError;
 use super::asciicast::Header;
@@ -75,21 +75,24 @@ pub struct Marker {
     pub label: String,
 }
 
-/// A recording opened for replay: its compressed bytes, header and seek index.
+/// A recording opened for replay: its header and seek index. The file is read frame by
+/// frame as the replay goes, never held whole (a recording of hours, or a file made
+/// sparse and huge, costs no memory).
 pub struct Replay {
-    data: Vec<u8>,
+    /// The recording, opened anew for each run of events.
+    path: PathBuf,
     pub header: Header,
     pub index: SeekIndex,
 }
 
 /// Where a seek landed: the screen at that time and the events after it.
-pub struct Position<'a> {
+pub struct Position {
     pub time_ms: u64,
     pub cols: usize,
     pub rows: usize,
     /// Sequences that draw the screen on a terminal reset to that size.
     pub screen: String,
-    pub events: Peekable<Events<'a>>,
+    pub events: Peekable<Events>,
 }
 
 /// The index file of a recording: `session.cast.zst` → `.session.cast.idx`.
@@ -104,38 +107,35 @@ impl Replay {
     /// when the folder can be written).
     pub fn open(path: &Path) -> Result<Replay, RecordingError> {
         let read_err = |message: String| RecordingError::Read { path: path.to_path_buf(), message };
-        let data = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
-        let header = first_line(&data).map_err(read_err)?;
-        let sha = format!("{:x}", Sha256::digest(&data));
-        let saved =
-            std::fs::read(index_path(path)).ok().and_then(|b| serde_json::from_slice::<SeekIndex>(&b).ok()).filter(
-                |i| i.version == INDEX_VERSION && i.recording_length == data.len() as u64 && i.recording_sha256 == sha,
-            );
+        let (length, sha) = super::seal::hash_prefix(path, None).map_err(|e| read_err(e.to_string()))?;
+        let header = first_line(path).map_err(read_err)?;
+        let saved = load_index(&index_path(path))
+            .filter(|i| i.version == INDEX_VERSION && i.recording_length == length && i.recording_sha256 == sha);
         let index = match saved {
             Some(index) => index,
             None => {
-                let index = build_index(&data, &header, sha);
+                let index = build_index(path, length, &header, sha);
                 save_index(&index_path(path), &index);
                 index
             }
         };
-        Ok(Replay { data, header, index })
+        Ok(Replay { path: path.to_path_buf(), header, index })
     }
 
     /// Every event from the start.
-    pub fn events(&self) -> Events<'_> {
-        Events::new(&self.data, 0, 0)
+    pub fn events(&self) -> Events {
+        Events::new(&self.path, 0, 0)
     }
 
     /// The screen at `time_ms` (all events up to and including that time applied), and
     /// the events after it.
-    pub fn seek(&self, time_ms: u64) -> Position<'_> {
+    pub fn seek(&self, time_ms: u64) -> Position {
         let start = self.index.keyframes.iter().rev().find(|k| k.time_ms <= time_ms);
         let (mut vt, mut events) = match start {
             Some(k) => {
                 let mut vt = emulator(k.cols, k.rows);
                 vt.feed(k.screen.as_str());
-                (vt, Events::new(&self.data, k.offset, k.time_ms).peekable())
+                (vt, Events::new(&self.path, k.offset, k.time_ms).peekable())
             }
             None => {
                 (emulator(self.header.term.cols as usize, self.header.term.rows as usize), self.events().peekable())
@@ -171,8 +171,9 @@ pub fn parse_size(data: &str) -> Option<(usize, usize)> {
 /// The header, from the first line of the first frame. When that frame is damaged and
 /// later ones are not, the events are worth more than the header: the replay goes on at
 /// 80x24 (the index lists the damage).
-fn first_line(data: &[u8]) -> Result<Header, String> {
-    let mut frames = FrameReader::new(Cursor::new(data), 0)?;
+fn first_line(path: &Path) -> Result<Header, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let mut frames = FrameReader::new(BufReader::new(file), 0)?;
     let mut text = Vec::new();
     match frames.next_into(&mut text) {
         Some(0) => {
@@ -190,18 +191,18 @@ fn first_line(data: &[u8]) -> Result<Header, String> {
 
 /// Emulates the whole recording once, taking a keyframe at the first frame boundary
 /// after every [`KEYFRAME_BYTES`] of output or [`KEYFRAME_MS`] of time.
-fn build_index(data: &[u8], header: &Header, sha256: String) -> SeekIndex {
+fn build_index(path: &Path, length: u64, header: &Header, sha256: String) -> SeekIndex {
     let mut vt = emulator(header.term.cols as usize, header.term.rows as usize);
     let mut index = SeekIndex {
         version: INDEX_VERSION,
-        recording_length: data.len() as u64,
+        recording_length: length,
         recording_sha256: sha256,
         duration_ms: 0,
         keyframes: Vec::new(),
         markers: Vec::new(),
         damage: Vec::new(),
     };
-    let mut events = Events::new(data, 0, 0);
+    let mut events = Events::new(path, 0, 0);
     let (mut bytes_since, mut time_since, mut screens) = (0u64, 0u64, 0usize);
     loop {
         // At a frame boundary (the first frame holds the header: no keyframe before it).
@@ -232,7 +233,7 @@ fn build_index(data: &[u8], header: &Header, sha256: String) -> SeekIndex {
     }
     match &events.frames {
         Some(frames) => index.damage = frames.damage.lines(),
-        None => index.damage.push("no zstd decoder could be made (out of memory?)".into()),
+        None => index.damage.push("cannot be read (no longer there, or no memory for a decoder)".into()),
     }
     index.damage.extend(events.damage.lines());
     index
@@ -267,6 +268,19 @@ pub fn index_later(folder: &Path) {
     }
 }
 
+/// Longest index file read: the screens it may hold and as much again for the rest. A
+/// larger file (not one chaperone wrote) is not read, and the index is rebuilt.
+const MAX_INDEX_FILE: u64 = 2 * MAX_INDEX_SCREENS as u64;
+
+/// The saved index, if there is one of a sane size that parses.
+fn load_index(path: &Path) -> Option<SeekIndex> {
+    let file = File::open(path).ok()?;
+    if file.metadata().ok()?.len() > MAX_INDEX_FILE {
+        return None;
+    }
+    serde_json::from_reader(BufReader::new(std::io::Read::take(file, MAX_INDEX_FILE))).ok()
+}
+
 /// Saved with a temporary file and a rename, so a reader never sees half an index (two
 /// writers at once use two temporary files). A folder that cannot be written keeps no
 /// index; that is fine.
@@ -284,9 +298,9 @@ fn save_index(path: &Path, index: &SeekIndex) {
 
 /// Events from a frame boundary on; the header line (in the first frame) is skipped.
 /// Damaged frames and lines are skipped (see [`FrameReader`]) and counted.
-pub struct Events<'a> {
-    /// None when no decoder could be made (out of memory): no events.
-    frames: Option<FrameReader<Cursor<&'a [u8]>>>,
+pub struct Events {
+    /// None when the file cannot be opened or no decoder made: no events.
+    frames: Option<FrameReader<BufReader<File>>>,
     text: Vec<u8>,
     at: usize,
     time_ms: u64,
@@ -296,16 +310,10 @@ pub struct Events<'a> {
     damage: DamageLog,
 }
 
-impl<'a> Events<'a> {
-    fn new(data: &'a [u8], offset: u64, time_ms: u64) -> Events<'a> {
-        let mut events = Events {
-            frames: FrameReader::new(Cursor::new(data), offset).ok(),
-            text: Vec::new(),
-            at: 0,
-            time_ms,
-            offset,
-            damage: DamageLog::default(),
-        };
+impl Events {
+    fn new(path: &Path, offset: u64, time_ms: u64) -> Events {
+        let frames = File::open(path).ok().and_then(|file| FrameReader::new(BufReader::new(file), offset).ok());
+        let mut events = Events { frames, text: Vec::new(), at: 0, time_ms, offset, damage: DamageLog::default() };
         if offset == 0 && events.load_frame() == Some(0) {
             // Skip the header line.
             events.at = events.text.iter().position(|&b| b == b'\n').map_or(events.text.len(), |i| i + 1);
@@ -328,7 +336,7 @@ impl<'a> Events<'a> {
     }
 }
 
-impl Iterator for Events<'_> {
+impl Iterator for Events {
     type Item = CastEvent;
 
     fn next(&mut self) -> Option<CastEvent> {
