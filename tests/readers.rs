@@ -335,3 +335,27 @@ fn a_huge_sparse_recording_is_replayed_without_holding_it() {
     assert!(run.stderr.contains(&said), "{}", run.stderr);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
 }
+
+/// The seal made huge (256 MiB of zeros appended, sparse: no newline in it): `verify`
+/// reads it line by line, holds no line beyond a checkpoint's size, still proves what the
+/// checkpoints before it cover, and names the line that is not one.
+#[test]
+fn a_seal_made_huge_is_verified_in_bounded_memory() {
+    let w = World::new();
+    assert!(w.exec("echo sealed").status.success());
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let seal = w.folder(&id).join("seal");
+    let lines = std::fs::read_to_string(&seal).unwrap().lines().count();
+    let length = std::fs::metadata(&seal).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&seal).unwrap().set_len(length + (256 << 20)).unwrap();
+    let mut cmd = w.bastion.command();
+    cmd.args(["recordings", "verify", &id]);
+    let run = run_measured(cmd, w.tmp.path());
+    eprintln!("verify: peak {} KiB", run.peak_kb);
+    assert!(run.peak_kb < 64 * 1024, "verify held {} MiB", run.peak_kb / 1024);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let said = format!("NOT INTACT: seal line {}: not a checkpoint (longer than any checkpoint", lines + 1);
+    assert!(run.stderr.contains(&said), "{}", run.stderr);
+    assert!(run.stdout.contains("sealed: session.cast.zst ("), "{}", run.stdout);
+}
