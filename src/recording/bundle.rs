@@ -210,10 +210,25 @@ fn zip_entries(entries: &[Entry], out: impl Write + std::io::Seek) -> zip::resul
 /// `session.json` of the folder, or an empty object if it cannot be read (the bundle is
 /// still made; `verify` tells what is wrong with the folder).
 fn session_json(folder: &Path) -> Value {
-    std::fs::read(folder.join("session.json"))
-        .ok()
+    read_bounded(&folder.join("session.json"), MAX_SESSION_JSON)
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Object(Default::default()))
+}
+
+/// Largest `session.json` read: chaperone's are a few KiB (a channel is a few lines).
+pub const MAX_SESSION_JSON: u64 = 1024 * 1024;
+
+/// Largest `plan.md` put in the page: plans are pages of text; the file in the folder,
+/// whatever its size, is in the bundle as it is.
+const MAX_PLAN: u64 = 16 * 1024 * 1024;
+
+/// A small file of the folder, if it is at most `limit` bytes (a larger one, not what
+/// chaperone wrote, is not read into memory).
+pub fn read_bounded(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).ok()?.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= limit).then_some(bytes)
 }
 
 fn field(meta: &Value, name: &str) -> String {
@@ -382,7 +397,9 @@ machine with chaperone: `chaperone replay {id}`; with asciinema:
 /// facts and plan, and every channel's recording gzip-compressed in base64, encoded on
 /// the way out.
 fn player_html(folder: &Path, id: &str, meta: &Value, out: &mut dyn Write) -> Result<(), BundleError> {
-    let plan = std::fs::read_to_string(folder.join("plan.md")).unwrap_or_else(|_| "(no plan.md in the folder)".into());
+    let plan = read_bounded(&folder.join("plan.md"), MAX_PLAN)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_else(|| "(no plan.md in the folder, or larger than 16 MiB: see the folder)".into());
     let mut facts_html = String::new();
     for (name, value) in facts(meta) {
         facts_html.push_str(&format!("<dt>{}</dt><dd>{}</dd>\n", name, escape_html(&value)));

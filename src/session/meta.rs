@@ -294,10 +294,10 @@ pub fn recover(gate: &Gate, row: &SessionRow) -> String {
 /// the store's facts), with the end, the state, the bytes and the channels.
 fn recovered_json(folder: &Path, row: &SessionRow, channels: &[recording::recovery::Channel]) -> Result<(), MetaError> {
     let path = folder.join("session.json");
-    let started: Option<serde_json::Value> = std::fs::read(&path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .filter(|v: &serde_json::Value| v.is_object());
+    let started: Option<serde_json::Value> =
+        recording::bundle::read_bounded(&path, recording::bundle::MAX_SESSION_JSON)
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .filter(|v: &serde_json::Value| v.is_object());
     let mut json = started.unwrap_or_else(|| {
         serde_json::json!({
             "id": row.id, "vendor": row.vendor, "target": row.target, "account": row.account,
