@@ -359,3 +359,26 @@ fn a_seal_made_huge_is_verified_in_bounded_memory() {
     assert!(run.stderr.contains(&said), "{}", run.stderr);
     assert!(run.stdout.contains("sealed: session.cast.zst ("), "{}", run.stdout);
 }
+
+/// The seek index is not sealed (it is derived data): a forged one beside a recording that
+/// verifies must not make `replay` show screens the recording does not hold.
+#[test]
+fn a_forged_seek_index_is_not_shown() {
+    let w = World::new();
+    assert!(w.exec("echo real-text; sleep 0.5; echo more-text").status.success());
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let index = w.folder(&id).join(".session.cast.idx");
+    w.eventually("the seek index", || index.is_file());
+    // The first keyframe (the screen at 0 s) made to show what never was.
+    let saved = std::fs::read_to_string(&index).unwrap();
+    let forged = saved.replacen("\"screen\":\"", "\"screen\":\"fake-text", 1);
+    assert_ne!(forged, saved);
+    std::fs::write(&index, forged).unwrap();
+    w.bastion.ok(&["recordings", "verify", &id]);
+    let out = w.bastion.run(&["replay", &id, "--speed", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("real-text") && !stdout(&out).contains("fake-text"), "{:?}", stdout(&out));
+    // Rebuilt, and saved again with the bastion's MAC.
+    assert!(!std::fs::read_to_string(&index).unwrap().contains("fake-text"));
+}

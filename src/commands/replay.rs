@@ -17,7 +17,7 @@ use super::{Ctx, Hangup};
 use crate::UserError;
 use crate::cli::ReplayArgs;
 use crate::recording::reader::CastEvent;
-use crate::recording::replay::{Events, Replay};
+use crate::recording::replay::{Events, IndexKey, Replay};
 use crate::recording::text::{clock, parse_clock};
 use crate::sanitize::Sanitizer;
 
@@ -73,7 +73,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
     }
     let folder = find_folder(ctx.config, ctx.store, &args.id, ctx.caller.technician().is_some())?;
     let path = channel_file(&folder, args.channel)?;
-    let replay = Replay::open(&path)?;
+    let replay = Replay::open(&path, index_key(ctx).as_ref())?;
     let markers = &replay.index.markers;
     let start_ms = match (&args.from, args.from_marker) {
         (Some(from), _) => parse_clock(from).ok_or_else(|| UserError(format!("--from {from:?}: give HH:MM:SS")))?,
@@ -137,6 +137,16 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
         let _ = writeln!(ctx.err, "chaperone: warning: {}: {problem}", path.display());
     }
     super::recordings::fail_if_damaged(replay.index.damage.len())
+}
+
+/// The key of seek index MACs: the running bastion's, or (locally) this bastion's signing
+/// key if it can be read. Without it a saved index is not trusted (it is rebuilt).
+fn index_key(ctx: &Ctx<'_>) -> Option<IndexKey> {
+    if let Some(gate) = ctx.gate {
+        return IndexKey::from_signing(gate.keys.signing.expose());
+    }
+    let text = std::fs::read_to_string(ctx.config.keys_dir().join("signing_ed25519")).ok()?;
+    IndexKey::from_signing(&russh::keys::PrivateKey::from_openssh(text.as_bytes()).ok()?)
 }
 
 struct Player<'a, 'r> {

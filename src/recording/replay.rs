@@ -7,7 +7,11 @@
 //!
 //! The index is derived data, not evidence: it is a dotfile, so the seal neither covers
 //! nor misses it, and it names the length and SHA-256 of the recording it was built from;
-//! one that does not match (a recording still growing, a different file) is rebuilt.
+//! one that does not match (a recording still growing, a different file) is rebuilt. Its
+//! screens are shown as the recording's, so it carries a MAC keyed by the bastion's
+//! signing key ([`IndexKey`]): an index someone else wrote (forged screens beside a
+//! recording that verifies) is not used but rebuilt, as is any index where the key is
+//! not at hand (a copy replayed elsewhere; then it stays in memory).
 //! Where the folder cannot be written (a read-only copy), the index stays in memory. The
 //! bastion builds the indexes when a session with up to [`INDEX_ON_END_BYTES`] of output
 //! ends ([`index_later`]); `replay` builds whatever is missing or stale.
@@ -18,6 +22,7 @@ use std::iter::Peekable;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::RecordingError;
 use super::asciicast::Header;
@@ -29,8 +34,9 @@ use crate::mirror::{clamp_side, emulator};
 pub const KEYFRAME_BYTES: u64 = 2 * 1024 * 1024;
 /// Session time between keyframes, at most (give or take a frame).
 pub const KEYFRAME_MS: u64 = 60_000;
-/// 2: the index also lists the recording's damaged places (version 1 did not look).
-const INDEX_VERSION: u32 = 2;
+/// 3: the index also lists the recording's damaged places and carries a MAC (version 1
+/// did neither, 2 had no MAC).
+const INDEX_VERSION: u32 = 3;
 
 /// Screens an index holds, at most, in all: a 1 GB session at 80x24 needs a few MB. A
 /// crafted recording (tiny frames a minute apart, each after a resize to 1000x1000)
@@ -55,6 +61,63 @@ pub struct SeekIndex {
     /// The recording's damaged places that were skipped, one line each (empty when whole).
     #[serde(default)]
     pub damage: Vec<String>,
+    /// The index's MAC (see [`IndexKey`]), hex; empty while it is computed.
+    #[serde(default)]
+    pub mac: String,
+}
+
+/// The key of seek index MACs: a secret only the holder of the bastion's signing key can
+/// derive (the hash of its Ed25519 signature, deterministic, of a fixed text), so no key
+/// file is added and a copy of the folder elsewhere cannot pass a forged index off.
+#[derive(Clone)]
+pub struct IndexKey([u8; 32]);
+
+impl std::fmt::Debug for IndexKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IndexKey(<secret>)")
+    }
+}
+
+/// The signature namespace of the index key's derivation (never a seal's).
+const INDEX_KEY_NAMESPACE: &str = "chaperone-seek-index";
+
+impl IndexKey {
+    /// The index key of a signing key.
+    pub fn from_signing(key: &russh::keys::PrivateKey) -> Option<IndexKey> {
+        let signature = key.sign(INDEX_KEY_NAMESPACE, russh::keys::HashAlg::Sha512, b"seek index key v1").ok()?;
+        Some(IndexKey(Sha256::digest(signature.signature_bytes()).into()))
+    }
+
+    /// A key from given bytes (tests and benchmarks).
+    pub fn from_bytes(bytes: [u8; 32]) -> IndexKey {
+        IndexKey(bytes)
+    }
+
+    /// H(k, H(k, index without its MAC)), hex: the index's MAC (SHA-256 nested so that
+    /// nothing can be appended to a MAC'd text).
+    fn mac(&self, index: &SeekIndex) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.0);
+        let mut writer = HashWriter(&mut hasher);
+        let unsigned = SeekIndex { mac: String::new(), ..index.clone() };
+        let _ = serde_json::to_writer(&mut writer, &unsigned);
+        let inner = hasher.finalize();
+        format!("{:x}", Sha256::new().chain_update(self.0).chain_update(inner).finalize())
+    }
+}
+
+/// Serializes straight into a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,19 +166,24 @@ pub fn index_path(cast: &Path) -> PathBuf {
 }
 
 impl Replay {
-    /// Opens a recording, with its index if one matches, else building it (and saving it
-    /// when the folder can be written).
-    pub fn open(path: &Path) -> Result<Replay, RecordingError> {
+    /// Opens a recording, with its index if one matches and carries `key`'s MAC, else
+    /// building it (and saving it, with the MAC, when there is a key and the folder can
+    /// be written).
+    pub fn open(path: &Path, key: Option<&IndexKey>) -> Result<Replay, RecordingError> {
         let read_err = |message: String| RecordingError::Read { path: path.to_path_buf(), message };
         let (length, sha) = super::seal::hash_prefix(path, None).map_err(|e| read_err(e.to_string()))?;
         let header = first_line(path).map_err(read_err)?;
         let saved = load_index(&index_path(path))
-            .filter(|i| i.version == INDEX_VERSION && i.recording_length == length && i.recording_sha256 == sha);
-        let index = match saved {
-            Some(index) => index,
-            None => {
-                let index = build_index(path, length, &header, sha);
-                save_index(&index_path(path), &index);
+            .filter(|i| i.version == INDEX_VERSION && i.recording_length == length && i.recording_sha256 == sha)
+            .filter(|i| key.is_some_and(|key| key.mac(i) == i.mac));
+        let index = match (saved, key) {
+            (Some(index), _) => index,
+            (None, key) => {
+                let mut index = build_index(path, length, &header, sha);
+                if let Some(key) = key {
+                    index.mac = key.mac(&index);
+                    save_index(&index_path(path), &index);
+                }
                 index
             }
         };
@@ -201,6 +269,7 @@ fn build_index(path: &Path, length: u64, header: &Header, sha256: String) -> See
         keyframes: Vec::new(),
         markers: Vec::new(),
         damage: Vec::new(),
+        mac: String::new(),
     };
     let mut events = Events::new(path, 0, 0);
     let (mut bytes_since, mut time_since, mut screens) = (0u64, 0u64, 0usize);
@@ -248,7 +317,7 @@ pub const INDEX_ON_END_BYTES: u64 = 64 * 1024 * 1024;
 /// of their own, so that even the first replay seeks at once. Nothing waits for it: if
 /// the bastion stops first, `replay` builds what is missing. Then gives what the session
 /// and the indexing freed back to the system.
-pub fn index_later(folder: &Path) {
+pub fn index_later(folder: &Path, key: Option<IndexKey>) {
     let files = super::cast_files(folder);
     let spawned = std::thread::Builder::new().name("seek-index".into()).spawn(move || {
         // On Linux the nice value is per thread: this one yields to the relays.
@@ -257,7 +326,7 @@ pub fn index_later(folder: &Path) {
             libc::setpriority(libc::PRIO_PROCESS, 0, 10);
         }
         for path in files {
-            if let Err(e) = Replay::open(&path) {
+            if let Err(e) = Replay::open(&path, key.as_ref()) {
                 tracing::debug!("no seek index for {}: {e}", path.display());
             }
         }
@@ -411,7 +480,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("session.cast.zst");
         long_recording(&path, 20);
-        let replay = Replay::open(&path).unwrap();
+        let key = IndexKey::from_bytes([7; 32]);
+        let replay = Replay::open(&path, Some(&key)).unwrap();
         assert!(index_path(&path).ends_with(".session.cast.idx"));
         assert!(index_path(&path).is_file(), "the index is saved beside the recording");
         assert!(replay.index.keyframes.len() >= 20, "{} keyframes", replay.index.keyframes.len());
@@ -431,10 +501,21 @@ mod tests {
         }
 
         // Reopened: the saved index is used; changed: it is rebuilt.
-        let again = Replay::open(&path).unwrap();
+        let again = Replay::open(&path, Some(&key)).unwrap();
         assert_eq!(again.index.keyframes.len(), replay.index.keyframes.len());
+        // An index not MAC'd with the key (forged, or written by another bastion) is not
+        // used: its screens are rebuilt from the recording.
+        let saved = std::fs::read_to_string(index_path(&path)).unwrap();
+        std::fs::write(index_path(&path), saved.replace("screen ", "forged ")).unwrap();
+        let rebuilt = Replay::open(&path, Some(&key)).unwrap();
+        assert!(rebuilt.index.keyframes.iter().all(|k| !k.screen.contains("forged")));
+        assert!(rebuilt.index.keyframes.iter().any(|k| k.screen.contains("screen ")));
+        let other = IndexKey::from_bytes([8; 32]);
+        let elsewhere = Replay::open(&path, Some(&other)).unwrap();
+        assert_eq!(elsewhere.index.keyframes.len(), replay.index.keyframes.len());
+        assert_ne!(std::fs::read_to_string(index_path(&path)).unwrap(), saved, "rebuilt and saved with its key");
         long_recording(&path, 2);
-        let changed = Replay::open(&path).unwrap();
+        let changed = Replay::open(&path, Some(&key)).unwrap();
         assert!(changed.index.keyframes.len() < replay.index.keyframes.len());
         assert_eq!(changed.index.duration_ms, 2 * 60 * 4 * 250 - 250);
     }

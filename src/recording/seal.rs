@@ -100,6 +100,12 @@ impl Sealer {
         Ok(Sealer { inner: Arc::new(Mutex::new(inner)) })
     }
 
+    /// The key of the folder's seek index MACs (see [`super::replay::IndexKey`]).
+    pub fn index_key(&self) -> Option<super::replay::IndexKey> {
+        let inner = self.inner.lock().ok()?;
+        super::replay::IndexKey::from_signing(&inner.key)
+    }
+
     /// Seals the first `length` bytes of `file` (a name in the folder), whose SHA-256 is
     /// `sha256`.
     pub fn checkpoint(&self, file: &str, length: u64, sha256: &str) -> std::io::Result<()> {

@@ -196,7 +196,7 @@ pub async fn run(
     let output: u64 = summaries.iter().map(|s| s.bytes_out).sum();
     // What the session freed goes back to the system (after the indexing, if any).
     if output <= recording::replay::INDEX_ON_END_BYTES {
-        recording::replay::index_later(&meta.folder);
+        recording::replay::index_later(&meta.folder, meta.sealer.index_key());
     } else {
         tokio::task::spawn_blocking(crate::memory::release_free);
     }
