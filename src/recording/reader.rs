@@ -632,6 +632,19 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_first_frame_loses_the_header_not_the_rest() {
+        let (mut file, offsets) = three_frames();
+        file[offsets[1] / 2] ^= 0x55;
+        let (reader, _dir) = read(&file);
+        let mut reader = reader.unwrap();
+        assert_eq!(output(&mut reader), (3..=6).map(|n| format!("line-{n}\n")).collect::<String>());
+        let problems = reader.problems();
+        assert!(problems[0].starts_with("frame 1 at byte 0: damaged ("), "{problems:?}");
+        assert_eq!(problems[1], "the header: lost with the first frame; read as 80x24");
+        assert_eq!((reader.header.term.cols, reader.header.term.rows), (80, 24));
+    }
+
+    #[test]
     fn a_torn_last_frame_keeps_its_complete_lines() {
         let (file, offsets) = three_frames();
         // Cut inside the last frame's checksum: its lines decoded, but it cannot be
