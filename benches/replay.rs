@@ -60,8 +60,9 @@ fn main() {
     write_recording(&path);
     let compressed = std::fs::metadata(&path).unwrap().len();
 
+    let key = replay::IndexKey::from_bytes([7; 32]);
     let t = Instant::now();
-    let replay = Replay::open(&path).unwrap();
+    let replay = Replay::open(&path, Some(&key)).unwrap();
     let build = t.elapsed();
     let index_size = std::fs::metadata(replay::index_path(&path)).unwrap().len();
     let late = replay.index.duration_ms * 9 / 10;
@@ -69,14 +70,14 @@ fn main() {
     let mut criterion = Criterion::default().sample_size(10).configure_from_args();
     let mut group = criterion.benchmark_group("replay");
     group.bench_function("open with saved index", |b| {
-        b.iter(|| black_box(Replay::open(&path).unwrap().index.keyframes.len()))
+        b.iter(|| black_box(Replay::open(&path, Some(&key)).unwrap().index.keyframes.len()))
     });
     group.bench_function("seek to 90 %", |b| b.iter(|| black_box(replay.seek(late).screen.len())));
     group.finish();
     criterion.final_summary();
 
     let t = Instant::now();
-    let opened = Replay::open(&path).unwrap();
+    let opened = Replay::open(&path, Some(&key)).unwrap();
     let open = t.elapsed();
     let t = Instant::now();
     black_box(opened.seek(late).screen.len());

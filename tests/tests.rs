@@ -11,6 +11,7 @@ mod channels;
 mod cli;
 mod evidence;
 mod hostile;
+mod readers;
 mod recording;
 mod refusals;
 mod relay;

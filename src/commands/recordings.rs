@@ -53,16 +53,22 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             let mut shown = crate::sanitize::SanitizingWriter::new(out);
             let out: &mut dyn Write = if sanitize { &mut shown } else { out };
             let mut out = std::io::BufWriter::new(out);
+            let mut damaged = 0;
             for path in files {
                 let mut reader = CastReader::open(&path)?;
                 export::write_output(&mut reader, &mut out)?;
-                warn_if_truncated(&reader, err);
+                out.flush()?;
+                damaged += report_reading(&reader, err);
             }
             out.flush()?;
+            fail_if_damaged(damaged)?;
         }
         RecordingsCommand::Search { pattern, vendor, target, since } => {
             let needle = pattern.to_lowercase();
             let mut found = 0;
+            // Recordings that could not be read, or only in part: each gets a warning, the
+            // search goes on, and the exit status says that it saw less than all.
+            let mut unreadable = 0;
             for s in store.session_list()? {
                 let wanted = vendor.as_ref().is_none_or(|v| v == &s.vendor)
                     && target.as_ref().is_none_or(|t| t == &s.target)
@@ -85,26 +91,55 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                             );
                         }
                     };
-                    // Output lines are matched as they are read, not all held at once; a
-                    // technician who leaves stops the search.
-                    let notes = text::read_with(CastReader::open(&path)?, |line| {
-                        show("output", &line);
+                    let mut reader = match CastReader::open(&path) {
+                        Ok(reader) => reader,
+                        Err(e) => {
+                            let _ = writeln!(err, "chaperone: warning: session {}: {e}; skipped", s.id);
+                            unreadable += 1;
+                            continue;
+                        }
+                    };
+                    // Lines are matched as they are read, none held; a technician who
+                    // leaves stops the search.
+                    text::each_line(&mut reader, |kind, line| {
+                        match kind {
+                            text::Kind::Output => show("output", &line),
+                            text::Kind::Typed => show("typed", &line),
+                            text::Kind::Marker => {}
+                        }
                         if hangup.happened() { Err(anyhow::anyhow!("the caller went away")) } else { Ok(()) }
                     })?;
-                    notes.typed.iter().for_each(|line| show("typed", line));
+                    if report_reading(&reader, err) > 0 {
+                        unreadable += 1;
+                    }
                 }
             }
             if found == 0 {
                 say!(out, "no match for {pattern:?}");
             }
+            if unreadable > 0 {
+                out.flush()?;
+                anyhow::bail!(
+                    "{unreadable} recording(s) could not be read in full; the search did not see all of them"
+                );
+            }
         }
         RecordingsCommand::Commands { id } => {
             let folder = find_folder(config, store, &id, over_ssh)?;
+            let mut damaged = 0;
             for path in select(&folder, None)? {
-                for line in text::typed_commands(CastReader::open(&path)?) {
-                    say!(out, "{}  {}", text::clock(line.time_ms), line.text);
-                }
+                let mut reader = CastReader::open(&path)?;
+                // Printed as they come, none held (a crafted recording may have millions).
+                text::each_line(&mut reader, |kind, line| {
+                    if kind == text::Kind::Typed {
+                        writeln!(out, "{}  {}", text::clock(line.time_ms), line.text)?;
+                    }
+                    if hangup.happened() { Err(anyhow::anyhow!("the caller went away")) } else { Ok(()) }
+                })?;
+                out.flush()?;
+                damaged += report_reading(&reader, err);
             }
+            fail_if_damaged(damaged)?;
         }
         RecordingsCommand::Verify { id, key } => {
             let folder = find_folder(config, store, &id, over_ssh)?;
@@ -150,7 +185,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                 out.flush()?;
                 let _ = writeln!(err, "wrote {}", output.display());
             }
-            warn_if_truncated(&reader, err);
+            fail_if_damaged(report_reading(&reader, err))?;
         }
     }
     Ok(())
@@ -223,7 +258,10 @@ fn write_bundle(
     Ok(())
 }
 
-fn warn_if_truncated(reader: &CastReader, err: &mut dyn Write) {
+/// Tells what a reader found besides events: an end cut short by a crash (a note), and
+/// each damaged frame or line it skipped (a warning saying where). Returns how many were
+/// skipped.
+fn report_reading(reader: &CastReader, err: &mut dyn Write) -> usize {
     if reader.truncated {
         let _ = writeln!(
             err,
@@ -231,6 +269,21 @@ fn warn_if_truncated(reader: &CastReader, err: &mut dyn Write) {
             reader.path().display()
         );
     }
+    for problem in reader.problems() {
+        let _ = writeln!(err, "chaperone: warning: {}: {problem}", reader.path().display());
+    }
+    reader.damage_count()
+}
+
+/// Fails (exit status 1) after the whole output was written, when damaged places were
+/// skipped: what was shown is not the whole record.
+pub(super) fn fail_if_damaged(damaged: usize) -> anyhow::Result<()> {
+    if damaged > 0 {
+        anyhow::bail!(
+            "{damaged} damaged place(s) of the recording skipped (see the warnings above); the rest was read"
+        );
+    }
+    Ok(())
 }
 
 /// The recording files to read: one channel, or all of them in order.

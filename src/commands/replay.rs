@@ -17,7 +17,7 @@ use super::{Ctx, Hangup};
 use crate::UserError;
 use crate::cli::ReplayArgs;
 use crate::recording::reader::CastEvent;
-use crate::recording::replay::{Events, Replay};
+use crate::recording::replay::{Events, IndexKey, Replay};
 use crate::recording::text::{clock, parse_clock};
 use crate::sanitize::Sanitizer;
 
@@ -73,7 +73,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
     }
     let folder = find_folder(ctx.config, ctx.store, &args.id, ctx.caller.technician().is_some())?;
     let path = channel_file(&folder, args.channel)?;
-    let replay = Replay::open(&path)?;
+    let replay = Replay::open(&path, index_key(ctx).as_ref())?;
     let markers = &replay.index.markers;
     let start_ms = match (&args.from, args.from_marker) {
         (Some(from), _) => parse_clock(from).ok_or_else(|| UserError(format!("--from {from:?}: give HH:MM:SS")))?,
@@ -132,7 +132,21 @@ pub fn run(ctx: &mut Ctx<'_>, args: ReplayArgs) -> anyhow::Result<()> {
         clock(at_ms),
         clock(replay.index.duration_ms)
     );
-    Ok(())
+    // After the replay, which resets the screen: a warning before it would be wiped.
+    for problem in &replay.index.damage {
+        let _ = writeln!(ctx.err, "chaperone: warning: {}: {problem}", path.display());
+    }
+    super::recordings::fail_if_damaged(replay.index.damage.len())
+}
+
+/// The key of seek index MACs: the running bastion's, or (locally) this bastion's signing
+/// key if it can be read. Without it a saved index is not trusted (it is rebuilt).
+fn index_key(ctx: &Ctx<'_>) -> Option<IndexKey> {
+    if let Some(gate) = ctx.gate {
+        return IndexKey::from_signing(gate.keys.signing.expose());
+    }
+    let text = std::fs::read_to_string(ctx.config.keys_dir().join("signing_ed25519")).ok()?;
+    IndexKey::from_signing(&russh::keys::PrivateKey::from_openssh(text.as_bytes()).ok()?)
 }
 
 struct Player<'a, 'r> {
@@ -246,7 +260,7 @@ impl<'r> Player<'_, 'r> {
     }
 
     /// Shows the screen at `to_ms` on a reset terminal; returns the events after it.
-    fn jump(&mut self, to_ms: u64) -> std::io::Result<std::iter::Peekable<Events<'r>>> {
+    fn jump(&mut self, to_ms: u64) -> std::io::Result<std::iter::Peekable<Events>> {
         let position = self.replay.seek(to_ms);
         self.sanitizer = Sanitizer::default();
         self.out.write_all(b"\x1bc")?;
@@ -276,7 +290,11 @@ impl<'r> Player<'_, 'r> {
 
     /// Position, speed and state in the terminal's title (written when it changes).
     fn title(&mut self, at_ms: u64) -> std::io::Result<()> {
-        let marker = self.replay.index.markers.iter().rev().find(|m| m.time_ms <= at_ms && at_ms < m.time_ms + 5000);
+        // The latest marker at or before now, if it was less than 5 s ago (markers are in
+        // time order: a binary search, as a crafted recording may hold thousands).
+        let markers = &self.replay.index.markers;
+        let latest = markers.partition_point(|m| m.time_ms <= at_ms).checked_sub(1).and_then(|i| markers.get(i));
+        let marker = latest.filter(|m| at_ms < m.time_ms.saturating_add(5000));
         let title = format!(
             "chaperone replay {}  {} / {}  x{}{}{}",
             self.name,

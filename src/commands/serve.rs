@@ -95,22 +95,8 @@ fn recover(gate: &Gate) {
         }
     };
     for s in live {
-        let folder = std::path::Path::new(&s.folder);
-        let key = gate.keys.signing.expose().clone();
-        let outcome = crate::recording::recovery::recover_folder(folder, &s.id, key, gate.config.recording.zstd_level);
-        let detail = match &outcome {
-            Ok(what) => format!("recovered after an unclean stop: {what}"),
-            Err(err) => format!("could not recover {}: {err}", s.folder),
-        };
+        let detail = crate::session::recover(gate, &s);
         tracing::warn!(session = %s.id, "{detail}");
-        if let Err(err) = gate.store.session_interrupted(&s.id) {
-            tracing::error!(session = %s.id, "{err}");
-        }
-        let mut event = crate::audit::Event::new("session.interrupted", detail).vendor(&s.vendor).session(&s.id);
-        if let Some(b) = s.booking {
-            event = event.booking(b);
-        }
-        gate.audit(event);
     }
 }
 

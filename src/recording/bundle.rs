@@ -210,10 +210,25 @@ fn zip_entries(entries: &[Entry], out: impl Write + std::io::Seek) -> zip::resul
 /// `session.json` of the folder, or an empty object if it cannot be read (the bundle is
 /// still made; `verify` tells what is wrong with the folder).
 fn session_json(folder: &Path) -> Value {
-    std::fs::read(folder.join("session.json"))
-        .ok()
+    read_bounded(&folder.join("session.json"), MAX_SESSION_JSON)
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Object(Default::default()))
+}
+
+/// Largest `session.json` read: chaperone's are a few KiB (a channel is a few lines).
+pub const MAX_SESSION_JSON: u64 = 1024 * 1024;
+
+/// Largest `plan.md` put in the page: plans are pages of text; the file in the folder,
+/// whatever its size, is in the bundle as it is.
+const MAX_PLAN: u64 = 16 * 1024 * 1024;
+
+/// A small file of the folder, if it is at most `limit` bytes (a larger one, not what
+/// chaperone wrote, is not read into memory).
+pub fn read_bounded(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).ok()?.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= limit).then_some(bytes)
 }
 
 fn field(meta: &Value, name: &str) -> String {
@@ -255,24 +270,57 @@ fn transcript(folder: &Path, id: &str, meta: &Value, out: &mut dyn Write) -> Res
     );
     out.write_all(head.as_bytes()).map_err(failed)?;
     for (n, path) in cast_files(folder).iter().enumerate() {
-        let reader = CastReader::open(path)?;
+        let mut reader = CastReader::open(path)?;
         let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         let command = reader.header.command.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
         writeln!(out, "\n=== Channel {} ({file}){command} ===", n + 1).map_err(failed)?;
-        let Ok(notes) = text::read_with(reader, |_| Ok::<(), std::convert::Infallible>(()));
-        for (title, lines) in [("Commands typed", notes.typed), ("Markers", notes.markers)] {
-            writeln!(out, "\n--- {title} ---").map_err(failed)?;
-            lines
-                .iter()
-                .try_for_each(|line| writeln!(out, "{}  {}", clock(line.time_ms), line.text))
-                .map_err(failed)?;
+        // The typed commands are written as they come; the markers are kept for their
+        // section (a session has tens; a crafted recording's millions are counted).
+        writeln!(out, "\n--- Commands typed ---").map_err(failed)?;
+        let (mut markers, mut more_markers) = (Vec::new(), 0usize);
+        text::each_line(&mut reader, |kind, line| match kind {
+            text::Kind::Typed => writeln!(out, "{}  {}", clock(line.time_ms), line.text),
+            text::Kind::Marker if markers.len() < MAX_MARKERS => {
+                markers.push(line);
+                Ok(())
+            }
+            text::Kind::Marker => {
+                more_markers += 1;
+                Ok(())
+            }
+            text::Kind::Output => Ok(()),
+        })
+        .map_err(failed)?;
+        writeln!(out, "\n--- Markers ---").map_err(failed)?;
+        for line in &markers {
+            writeln!(out, "{}  {}", clock(line.time_ms), line.text).map_err(failed)?;
+        }
+        if more_markers > 0 {
+            writeln!(out, "(and {more_markers} more markers)").map_err(failed)?;
         }
         writeln!(out, "\n--- Output ---").map_err(failed)?;
-        text::read_with(CastReader::open(path)?, |line| writeln!(out, "{}  {}", clock(line.time_ms), line.text))
-            .map_err(failed)?;
+        let mut reader = CastReader::open(path)?;
+        text::each_line(&mut reader, |kind, line| match kind {
+            text::Kind::Output => writeln!(out, "{}  {}", clock(line.time_ms), line.text),
+            _ => Ok(()),
+        })
+        .map_err(failed)?;
+        let problems = reader.problems();
+        if reader.truncated || !problems.is_empty() {
+            writeln!(out, "\n--- Not read ---").map_err(failed)?;
+        }
+        if reader.truncated {
+            writeln!(out, "The recording ends early (the session was cut short).").map_err(failed)?;
+        }
+        for problem in problems {
+            writeln!(out, "Skipped, damaged: {problem}").map_err(failed)?;
+        }
     }
     Ok(())
 }
+
+/// Markers a channel's transcript lists, at most (see [`transcript`]).
+const MAX_MARKERS: usize = 10_000;
 
 fn readme(id: &str, fingerprint: &str, meta: &Value) -> String {
     format!(
@@ -349,7 +397,9 @@ machine with chaperone: `chaperone replay {id}`; with asciinema:
 /// facts and plan, and every channel's recording gzip-compressed in base64, encoded on
 /// the way out.
 fn player_html(folder: &Path, id: &str, meta: &Value, out: &mut dyn Write) -> Result<(), BundleError> {
-    let plan = std::fs::read_to_string(folder.join("plan.md")).unwrap_or_else(|_| "(no plan.md in the folder)".into());
+    let plan = read_bounded(&folder.join("plan.md"), MAX_PLAN)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_else(|| "(no plan.md in the folder, or larger than 16 MiB: see the folder)".into());
     let mut facts_html = String::new();
     for (name, value) in facts(meta) {
         facts_html.push_str(&format!("<dt>{}</dt><dd>{}</dd>\n", name, escape_html(&value)));

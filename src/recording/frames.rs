@@ -52,13 +52,22 @@ impl Compressor {
     fn compress(&mut self, text: &[u8], frame: &mut Vec<u8>) -> io::Result<()> {
         let context = match &mut self.context {
             Some(context) => context,
-            empty => empty.insert(zstd::bulk::Compressor::new(self.level)?),
+            empty => empty.insert(checksummed(self.level)?),
         };
         frame.clear();
         frame.reserve(zstd::zstd_safe::compress_bound(text.len()));
         context.compress_to_buffer(text, frame)?;
         Ok(())
     }
+}
+
+/// A zstd context whose frames end with a checksum of their content, so that a reader
+/// tells a damaged frame (a flipped bit on disk, a bad copy) from a good one, skips it and
+/// goes on with the next, instead of showing garbage as the record.
+pub fn checksummed(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
+    let mut context = zstd::bulk::Compressor::new(level)?;
+    context.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+    Ok(context)
 }
 
 /// A frame's text on its way to the compression thread, and back with its compressed

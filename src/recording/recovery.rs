@@ -1,26 +1,56 @@
 //! Crash recovery: after chaperone was killed (kill -9, power loss), the next start finds
-//! the sessions still marked live, cuts each recording back to what its seal covers (a
-//! frame boundary, so the last complete event line), appends an `interrupted` marker,
-//! marks the session interrupted (in `session.json`, the store and the audit log) and
-//! seals the folder anew. At most the last flush interval of output is lost; a folder
-//! never becomes unreadable.
+//! the sessions still marked live and closes each one's recordings: each is cut back to
+//! what its seal covers (a frame boundary, so the last complete event line), gets an
+//! `interrupted` marker, and is read once to count what it holds (the bytes each way, the
+//! command, the exit status, the time of the last event), so that the session's record
+//! says what the recording proves. The session's own record is then written from that
+//! ([`crate::session::meta::recover`]). At most the last flush interval of output is lost;
+//! a folder never becomes unreadable.
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
-
-use russh::keys::PrivateKey;
 
 use super::asciicast::push_event;
-use super::seal::{SEAL_FILE, Sealer, checkpoints};
+use super::reader::CastReader;
+use super::seal::{SEAL_FILE, checkpoints};
 
 /// What the marker says.
 pub const INTERRUPTED: &str = "interrupted: chaperone stopped without closing this recording";
 
-/// Recovers one session folder; returns a line describing what was done.
-pub fn recover_folder(folder: &Path, session: &str, key: Arc<PrivateKey>, level: i32) -> std::io::Result<String> {
+/// What one recovered channel's recording holds.
+#[derive(Debug, Clone, Default)]
+pub struct Channel {
+    /// The recording's name in the folder.
+    pub file: String,
+    /// The command of an `exec` channel (from the header); none for a shell.
+    pub command: Option<String>,
+    /// The exit status, if the recording got as far as it.
+    pub exit_status: Option<i64>,
+    /// What the vendor typed or sent, counted from the recorded `i` events.
+    pub bytes_in: u64,
+    /// What the target sent, counted from the recorded `o` events.
+    pub bytes_out: u64,
+    /// Milliseconds from the recording's start to its last event.
+    pub last_event_ms: u64,
+    /// Damaged places the count had to skip (the count is then a lower bound).
+    pub damaged: usize,
+}
+
+/// What recovering a folder did and found.
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    /// One line on what was cut.
+    pub detail: String,
+    /// The channels, in order.
+    pub channels: Vec<Channel>,
+}
+
+/// Closes the recordings of one session folder (the caller seals the folder after
+/// writing the session's record).
+pub fn recover_folder(folder: &Path, level: i32) -> std::io::Result<Recovered> {
     let sealed = sealed_lengths(folder);
     let mut done = Vec::new();
+    let mut channels = Vec::new();
     for cast in super::cast_files(folder) {
         let name = cast.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let length = std::fs::metadata(&cast)?.len();
@@ -32,10 +62,31 @@ pub fn recover_folder(folder: &Path, session: &str, key: Arc<PrivateKey>, level:
         }
         drop(file);
         append_marker(&cast, keep == 0, level)?;
+        channels.push(count(&cast, name));
     }
-    mark_json(folder)?;
-    Sealer::create(folder, session, key)?.seal_folder(folder)?;
-    Ok(if done.is_empty() { "nothing lost beyond the last frame".into() } else { done.join("; ") })
+    let detail = if done.is_empty() { "nothing lost beyond the last frame".into() } else { done.join("; ") };
+    Ok(Recovered { detail, channels })
+}
+
+/// Reads a recording through once for what its session's record says of it.
+fn count(cast: &Path, file: String) -> Channel {
+    let mut channel = Channel { file, ..Channel::default() };
+    let Ok(mut reader) = CastReader::open(cast) else {
+        channel.damaged = 1;
+        return channel;
+    };
+    channel.command = reader.header.command.clone();
+    for event in reader.by_ref() {
+        channel.last_event_ms = event.time_ms;
+        match event.code.as_str() {
+            "o" => channel.bytes_out += event.data.len() as u64,
+            "i" => channel.bytes_in += event.data.len() as u64,
+            "x" => channel.exit_status = event.data.parse().ok(),
+            _ => {}
+        }
+    }
+    channel.damaged = reader.damage_count();
+    channel
 }
 
 /// The longest sealed length of each file.
@@ -58,20 +109,8 @@ fn append_marker(cast: &Path, empty: bool, level: i32) -> std::io::Result<()> {
         text.extend_from_slice(b"{\"version\":3,\"term\":{\"cols\":80,\"rows\":24},\"timestamp\":0}\n");
     }
     push_event(&mut text, 0, "m", INTERRUPTED);
-    let frame = zstd::bulk::compress(&text, level)?;
+    let frame = super::frames::checksummed(level)?.compress(&text)?;
     let mut file = std::fs::OpenOptions::new().append(true).open(cast)?;
     file.write_all(&frame)?;
     file.sync_data()
-}
-
-fn mark_json(folder: &Path) -> std::io::Result<()> {
-    let path = folder.join("session.json");
-    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
-        .unwrap_or_else(|_| serde_json::json!({}));
-    json["state"] = serde_json::json!("interrupted");
-    let mut text = serde_json::to_string_pretty(&json).map_err(std::io::Error::other)?;
-    text.push('\n');
-    let tmp = folder.join(".session.json.tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(tmp, path)
 }

@@ -7,11 +7,17 @@
 //!
 //! The index is derived data, not evidence: it is a dotfile, so the seal neither covers
 //! nor misses it, and it names the length and SHA-256 of the recording it was built from;
-//! one that does not match (a recording still growing, a different file) is rebuilt.
+//! one that does not match (a recording still growing, a different file) is rebuilt. Its
+//! screens are shown as the recording's, so it carries a MAC keyed by the bastion's
+//! signing key ([`IndexKey`]): an index someone else wrote (forged screens beside a
+//! recording that verifies) is not used but rebuilt, as is any index where the key is
+//! not at hand (a copy replayed elsewhere; then it stays in memory).
 //! Where the folder cannot be written (a read-only copy), the index stays in memory. The
 //! bastion builds the indexes when a session with up to [`INDEX_ON_END_BYTES`] of output
 //! ends ([`index_later`]); `replay` builds whatever is missing or stale.
 
+use std::fs::File;
+use std::io::BufReader;
 use std::iter::Peekable;
 use std::path::{Path, PathBuf};
 
@@ -20,14 +26,27 @@ use sha2::{Digest, Sha256};
 
 use super::RecordingError;
 use super::asciicast::Header;
-use super::reader::{CastEvent, parse_event};
+use super::asciicast::Term;
+use super::reader::{CastEvent, DamageLog, FrameReader, parse_event};
 use crate::mirror::{clamp_side, emulator};
 
 /// Output between keyframes, at most (give or take a frame).
 pub const KEYFRAME_BYTES: u64 = 2 * 1024 * 1024;
 /// Session time between keyframes, at most (give or take a frame).
 pub const KEYFRAME_MS: u64 = 60_000;
-const INDEX_VERSION: u32 = 1;
+/// 3: the index also lists the recording's damaged places and carries a MAC (version 1
+/// did neither, 2 had no MAC).
+const INDEX_VERSION: u32 = 3;
+
+/// Screens an index holds, at most, in all: a 1 GB session at 80x24 needs a few MB. A
+/// crafted recording (tiny frames a minute apart, each after a resize to 1000x1000)
+/// would otherwise make the index, held in memory, far larger than the file; beyond the
+/// bound no keyframe is taken, and a seek emulates from the last one.
+const MAX_INDEX_SCREENS: usize = 64 * 1024 * 1024;
+
+/// Markers an index holds, at most: a session's warnings, freezes and notes are tens; a
+/// crafted recording of millions of markers is not held whole.
+const MAX_MARKERS: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeekIndex {
@@ -39,6 +58,66 @@ pub struct SeekIndex {
     pub duration_ms: u64,
     pub keyframes: Vec<Keyframe>,
     pub markers: Vec<Marker>,
+    /// The recording's damaged places that were skipped, one line each (empty when whole).
+    #[serde(default)]
+    pub damage: Vec<String>,
+    /// The index's MAC (see [`IndexKey`]), hex; empty while it is computed.
+    #[serde(default)]
+    pub mac: String,
+}
+
+/// The key of seek index MACs: a secret only the holder of the bastion's signing key can
+/// derive (the hash of its Ed25519 signature, deterministic, of a fixed text), so no key
+/// file is added and a copy of the folder elsewhere cannot pass a forged index off.
+#[derive(Clone)]
+pub struct IndexKey([u8; 32]);
+
+impl std::fmt::Debug for IndexKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IndexKey(<secret>)")
+    }
+}
+
+/// The signature namespace of the index key's derivation (never a seal's).
+const INDEX_KEY_NAMESPACE: &str = "chaperone-seek-index";
+
+impl IndexKey {
+    /// The index key of a signing key.
+    pub fn from_signing(key: &russh::keys::PrivateKey) -> Option<IndexKey> {
+        let signature = key.sign(INDEX_KEY_NAMESPACE, russh::keys::HashAlg::Sha512, b"seek index key v1").ok()?;
+        Some(IndexKey(Sha256::digest(signature.signature_bytes()).into()))
+    }
+
+    /// A key from given bytes (tests and benchmarks).
+    pub fn from_bytes(bytes: [u8; 32]) -> IndexKey {
+        IndexKey(bytes)
+    }
+
+    /// H(k, H(k, index without its MAC)), hex: the index's MAC (SHA-256 nested so that
+    /// nothing can be appended to a MAC'd text).
+    fn mac(&self, index: &SeekIndex) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.0);
+        let mut writer = HashWriter(&mut hasher);
+        let unsigned = SeekIndex { mac: String::new(), ..index.clone() };
+        let _ = serde_json::to_writer(&mut writer, &unsigned);
+        let inner = hasher.finalize();
+        format!("{:x}", Sha256::new().chain_update(self.0).chain_update(inner).finalize())
+    }
+}
+
+/// Serializes straight into a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,21 +138,24 @@ pub struct Marker {
     pub label: String,
 }
 
-/// A recording opened for replay: its compressed bytes, header and seek index.
+/// A recording opened for replay: its header and seek index. The file is read frame by
+/// frame as the replay goes, never held whole (a recording of hours, or a file made
+/// sparse and huge, costs no memory).
 pub struct Replay {
-    data: Vec<u8>,
+    /// The recording, opened anew for each run of events.
+    path: PathBuf,
     pub header: Header,
     pub index: SeekIndex,
 }
 
 /// Where a seek landed: the screen at that time and the events after it.
-pub struct Position<'a> {
+pub struct Position {
     pub time_ms: u64,
     pub cols: usize,
     pub rows: usize,
     /// Sequences that draw the screen on a terminal reset to that size.
     pub screen: String,
-    pub events: Peekable<Events<'a>>,
+    pub events: Peekable<Events>,
 }
 
 /// The index file of a recording: `session.cast.zst` → `.session.cast.idx`.
@@ -84,42 +166,44 @@ pub fn index_path(cast: &Path) -> PathBuf {
 }
 
 impl Replay {
-    /// Opens a recording, with its index if one matches, else building it (and saving it
-    /// when the folder can be written).
-    pub fn open(path: &Path) -> Result<Replay, RecordingError> {
+    /// Opens a recording, with its index if one matches and carries `key`'s MAC, else
+    /// building it (and saving it, with the MAC, when there is a key and the folder can
+    /// be written).
+    pub fn open(path: &Path, key: Option<&IndexKey>) -> Result<Replay, RecordingError> {
         let read_err = |message: String| RecordingError::Read { path: path.to_path_buf(), message };
-        let data = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
-        let header = first_line(&data).ok_or_else(|| read_err("no asciicast v3 header".into()))?;
-        let sha = format!("{:x}", Sha256::digest(&data));
-        let saved =
-            std::fs::read(index_path(path)).ok().and_then(|b| serde_json::from_slice::<SeekIndex>(&b).ok()).filter(
-                |i| i.version == INDEX_VERSION && i.recording_length == data.len() as u64 && i.recording_sha256 == sha,
-            );
-        let index = match saved {
-            Some(index) => index,
-            None => {
-                let index = build_index(&data, &header, sha);
-                save_index(&index_path(path), &index);
+        let (length, sha) = super::seal::hash_prefix(path, None).map_err(|e| read_err(e.to_string()))?;
+        let header = first_line(path).map_err(read_err)?;
+        let saved = load_index(&index_path(path))
+            .filter(|i| i.version == INDEX_VERSION && i.recording_length == length && i.recording_sha256 == sha)
+            .filter(|i| key.is_some_and(|key| key.mac(i) == i.mac));
+        let index = match (saved, key) {
+            (Some(index), _) => index,
+            (None, key) => {
+                let mut index = build_index(path, length, &header, sha);
+                if let Some(key) = key {
+                    index.mac = key.mac(&index);
+                    save_index(&index_path(path), &index);
+                }
                 index
             }
         };
-        Ok(Replay { data, header, index })
+        Ok(Replay { path: path.to_path_buf(), header, index })
     }
 
     /// Every event from the start.
-    pub fn events(&self) -> Events<'_> {
-        Events::new(&self.data, 0, 0)
+    pub fn events(&self) -> Events {
+        Events::new(&self.path, 0, 0)
     }
 
     /// The screen at `time_ms` (all events up to and including that time applied), and
     /// the events after it.
-    pub fn seek(&self, time_ms: u64) -> Position<'_> {
+    pub fn seek(&self, time_ms: u64) -> Position {
         let start = self.index.keyframes.iter().rev().find(|k| k.time_ms <= time_ms);
         let (mut vt, mut events) = match start {
             Some(k) => {
                 let mut vt = emulator(k.cols, k.rows);
                 vt.feed(k.screen.as_str());
-                (vt, Events::new(&self.data, k.offset as usize, k.time_ms).peekable())
+                (vt, Events::new(&self.path, k.offset, k.time_ms).peekable())
             }
             None => {
                 (emulator(self.header.term.cols as usize, self.header.term.rows as usize), self.events().peekable())
@@ -152,43 +236,56 @@ pub fn parse_size(data: &str) -> Option<(usize, usize)> {
     Some((clamp_side(cols.trim().parse().ok()?), clamp_side(rows.trim().parse().ok()?)))
 }
 
-fn first_line(data: &[u8]) -> Option<Header> {
-    let mut frames = Frames { data, offset: 0 };
-    let (_, text) = frames.next()?;
-    let end = text.iter().position(|&b| b == b'\n')?;
-    serde_json::from_slice::<Header>(&text[..end]).ok().filter(|h| h.version == 3)
+/// The header, from the first line of the first frame. When that frame is damaged and
+/// later ones are not, the events are worth more than the header: the replay goes on at
+/// 80x24 (the index lists the damage).
+fn first_line(path: &Path) -> Result<Header, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let mut frames = FrameReader::new(BufReader::new(file), 0)?;
+    let mut text = Vec::new();
+    match frames.next_into(&mut text) {
+        Some(0) => {
+            let end = text.iter().position(|&b| b == b'\n').unwrap_or(text.len());
+            serde_json::from_slice::<Header>(&text[..end])
+                .ok()
+                .filter(|h| h.version == 3)
+                .ok_or_else(|| "no asciicast v3 header".to_string())
+        }
+        Some(_) => Ok(Header::new(Term { cols: 80, rows: 24, kind: None }, 0, None, String::new())),
+        None if frames.damage.count > 0 => Err(frames.damage.lines().join("; ")),
+        None => Err("no asciicast v3 header".into()),
+    }
 }
 
 /// Emulates the whole recording once, taking a keyframe at the first frame boundary
 /// after every [`KEYFRAME_BYTES`] of output or [`KEYFRAME_MS`] of time.
-fn build_index(data: &[u8], header: &Header, sha256: String) -> SeekIndex {
+fn build_index(path: &Path, length: u64, header: &Header, sha256: String) -> SeekIndex {
     let mut vt = emulator(header.term.cols as usize, header.term.rows as usize);
     let mut index = SeekIndex {
         version: INDEX_VERSION,
-        recording_length: data.len() as u64,
+        recording_length: length,
         recording_sha256: sha256,
         duration_ms: 0,
         keyframes: Vec::new(),
         markers: Vec::new(),
+        damage: Vec::new(),
+        mac: String::new(),
     };
-    let mut events = Events::new(data, 0, 0);
-    let (mut bytes_since, mut time_since) = (0u64, 0u64);
+    let mut events = Events::new(path, 0, 0);
+    let (mut bytes_since, mut time_since, mut screens) = (0u64, 0u64, 0usize);
     loop {
         // At a frame boundary (the first frame holds the header: no keyframe before it).
         if events.at_frame_boundary()
             && events.offset > 0
+            && screens < MAX_INDEX_SCREENS
             && (bytes_since >= KEYFRAME_BYTES
                 || index.duration_ms >= time_since + KEYFRAME_MS
                 || index.keyframes.is_empty())
         {
             let (cols, rows) = vt.size();
-            index.keyframes.push(Keyframe {
-                time_ms: index.duration_ms,
-                offset: events.offset as u64,
-                cols,
-                rows,
-                screen: vt.dump(),
-            });
+            let screen = vt.dump();
+            screens += screen.len();
+            index.keyframes.push(Keyframe { time_ms: index.duration_ms, offset: events.offset, cols, rows, screen });
             bytes_since = 0;
             time_since = index.duration_ms;
         }
@@ -196,11 +293,18 @@ fn build_index(data: &[u8], header: &Header, sha256: String) -> SeekIndex {
         index.duration_ms = event.time_ms;
         match event.code.as_str() {
             "o" => bytes_since += event.data.len() as u64,
-            "m" => index.markers.push(Marker { time_ms: event.time_ms, label: event.data.clone() }),
+            "m" if index.markers.len() < MAX_MARKERS => {
+                index.markers.push(Marker { time_ms: event.time_ms, label: event.data.clone() })
+            }
             _ => {}
         }
         apply(&mut vt, &event);
     }
+    match &events.frames {
+        Some(frames) => index.damage = frames.damage.lines(),
+        None => index.damage.push("cannot be read (no longer there, or no memory for a decoder)".into()),
+    }
+    index.damage.extend(events.damage.lines());
     index
 }
 
@@ -213,7 +317,7 @@ pub const INDEX_ON_END_BYTES: u64 = 64 * 1024 * 1024;
 /// of their own, so that even the first replay seeks at once. Nothing waits for it: if
 /// the bastion stops first, `replay` builds what is missing. Then gives what the session
 /// and the indexing freed back to the system.
-pub fn index_later(folder: &Path) {
+pub fn index_later(folder: &Path, key: Option<IndexKey>) {
     let files = super::cast_files(folder);
     let spawned = std::thread::Builder::new().name("seek-index".into()).spawn(move || {
         // On Linux the nice value is per thread: this one yields to the relays.
@@ -222,7 +326,7 @@ pub fn index_later(folder: &Path) {
             libc::setpriority(libc::PRIO_PROCESS, 0, 10);
         }
         for path in files {
-            if let Err(e) = Replay::open(&path) {
+            if let Err(e) = Replay::open(&path, key.as_ref()) {
                 tracing::debug!("no seek index for {}: {e}", path.display());
             }
         }
@@ -231,6 +335,19 @@ pub fn index_later(folder: &Path) {
     if let Err(e) = spawned {
         tracing::debug!("no seek index thread: {e}");
     }
+}
+
+/// Longest index file read: the screens it may hold and as much again for the rest. A
+/// larger file (not one chaperone wrote) is not read, and the index is rebuilt.
+const MAX_INDEX_FILE: u64 = 2 * MAX_INDEX_SCREENS as u64;
+
+/// The saved index, if there is one of a sane size that parses.
+fn load_index(path: &Path) -> Option<SeekIndex> {
+    let file = File::open(path).ok()?;
+    if file.metadata().ok()?.len() > MAX_INDEX_FILE {
+        return None;
+    }
+    serde_json::from_reader(BufReader::new(std::io::Read::take(file, MAX_INDEX_FILE))).ok()
 }
 
 /// Saved with a temporary file and a rename, so a reader never sees half an index (two
@@ -248,57 +365,38 @@ fn save_index(path: &Path, index: &SeekIndex) {
     }
 }
 
-/// The zstd frames of a recording with their offsets, decompressed one by one. A frame
-/// cut short (a recording still being written) ends the sequence.
-struct Frames<'a> {
-    data: &'a [u8],
-    offset: usize,
-}
-
-impl Iterator for Frames<'_> {
-    type Item = (usize, Vec<u8>);
-
-    fn next(&mut self) -> Option<(usize, Vec<u8>)> {
-        let rest = self.data.get(self.offset..).filter(|r| !r.is_empty())?;
-        let length = zstd::zstd_safe::find_frame_compressed_size(rest).ok()?;
-        let frame = rest.get(..length)?;
-        let text = zstd::stream::decode_all(frame).ok()?;
-        let at = self.offset;
-        self.offset += length;
-        Some((at, text))
-    }
-}
-
 /// Events from a frame boundary on; the header line (in the first frame) is skipped.
-pub struct Events<'a> {
-    frames: Frames<'a>,
+/// Damaged frames and lines are skipped (see [`FrameReader`]) and counted.
+pub struct Events {
+    /// None when the file cannot be opened or no decoder made: no events.
+    frames: Option<FrameReader<BufReader<File>>>,
     text: Vec<u8>,
     at: usize,
     time_ms: u64,
     /// Offset of the next frame to decode.
-    offset: usize,
+    offset: u64,
+    /// Lines that were not events.
+    damage: DamageLog,
 }
 
-impl<'a> Events<'a> {
-    fn new(data: &'a [u8], offset: usize, time_ms: u64) -> Events<'a> {
-        let mut events = Events { frames: Frames { data, offset }, text: Vec::new(), at: 0, time_ms, offset };
-        if offset == 0 && events.load_frame() {
+impl Events {
+    fn new(path: &Path, offset: u64, time_ms: u64) -> Events {
+        let frames = File::open(path).ok().and_then(|file| FrameReader::new(BufReader::new(file), offset).ok());
+        let mut events = Events { frames, text: Vec::new(), at: 0, time_ms, offset, damage: DamageLog::default() };
+        if offset == 0 && events.load_frame() == Some(0) {
             // Skip the header line.
             events.at = events.text.iter().position(|&b| b == b'\n').map_or(events.text.len(), |i| i + 1);
         }
         events
     }
 
-    fn load_frame(&mut self) -> bool {
-        match self.frames.next() {
-            Some((_, text)) => {
-                self.text = text;
-                self.at = 0;
-                self.offset = self.frames.offset;
-                true
-            }
-            None => false,
-        }
+    /// Decodes the next good frame; returns its offset.
+    fn load_frame(&mut self) -> Option<u64> {
+        let frames = self.frames.as_mut()?;
+        let at = frames.next_into(&mut self.text)?;
+        self.at = 0;
+        self.offset = frames.offset();
+        Some(at)
     }
 
     /// True when every event of the frames decoded so far was returned.
@@ -307,21 +405,26 @@ impl<'a> Events<'a> {
     }
 }
 
-impl Iterator for Events<'_> {
+impl Iterator for Events {
     type Item = CastEvent;
 
     fn next(&mut self) -> Option<CastEvent> {
-        while self.at_frame_boundary() {
-            if !self.load_frame() {
-                return None;
+        loop {
+            while self.at_frame_boundary() {
+                self.load_frame()?;
+            }
+            let rest = &self.text[self.at..];
+            let end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
+            let event = parse_event(&rest[..end], self.time_ms);
+            self.at += end;
+            match event {
+                Some(event) => {
+                    self.time_ms = event.time_ms;
+                    return Some(event);
+                }
+                None => self.damage.push(format!("a line before byte {}", self.offset), "not an event; skipped".into()),
             }
         }
-        let rest = &self.text[self.at..];
-        let end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
-        let event = parse_event(&rest[..end], self.time_ms)?;
-        self.at += end;
-        self.time_ms = event.time_ms;
-        Some(event)
     }
 }
 
@@ -377,7 +480,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("session.cast.zst");
         long_recording(&path, 20);
-        let replay = Replay::open(&path).unwrap();
+        let key = IndexKey::from_bytes([7; 32]);
+        let replay = Replay::open(&path, Some(&key)).unwrap();
         assert!(index_path(&path).ends_with(".session.cast.idx"));
         assert!(index_path(&path).is_file(), "the index is saved beside the recording");
         assert!(replay.index.keyframes.len() >= 20, "{} keyframes", replay.index.keyframes.len());
@@ -397,10 +501,21 @@ mod tests {
         }
 
         // Reopened: the saved index is used; changed: it is rebuilt.
-        let again = Replay::open(&path).unwrap();
+        let again = Replay::open(&path, Some(&key)).unwrap();
         assert_eq!(again.index.keyframes.len(), replay.index.keyframes.len());
+        // An index not MAC'd with the key (forged, or written by another bastion) is not
+        // used: its screens are rebuilt from the recording.
+        let saved = std::fs::read_to_string(index_path(&path)).unwrap();
+        std::fs::write(index_path(&path), saved.replace("screen ", "forged ")).unwrap();
+        let rebuilt = Replay::open(&path, Some(&key)).unwrap();
+        assert!(rebuilt.index.keyframes.iter().all(|k| !k.screen.contains("forged")));
+        assert!(rebuilt.index.keyframes.iter().any(|k| k.screen.contains("screen ")));
+        let other = IndexKey::from_bytes([8; 32]);
+        let elsewhere = Replay::open(&path, Some(&other)).unwrap();
+        assert_eq!(elsewhere.index.keyframes.len(), replay.index.keyframes.len());
+        assert_ne!(std::fs::read_to_string(index_path(&path)).unwrap(), saved, "rebuilt and saved with its key");
         long_recording(&path, 2);
-        let changed = Replay::open(&path).unwrap();
+        let changed = Replay::open(&path, Some(&key)).unwrap();
         assert!(changed.index.keyframes.len() < replay.index.keyframes.len());
         assert_eq!(changed.index.duration_ms, 2 * 60 * 4 * 250 - 250);
     }

@@ -100,6 +100,12 @@ impl Sealer {
         Ok(Sealer { inner: Arc::new(Mutex::new(inner)) })
     }
 
+    /// The key of the folder's seek index MACs (see [`super::replay::IndexKey`]).
+    pub fn index_key(&self) -> Option<super::replay::IndexKey> {
+        let inner = self.inner.lock().ok()?;
+        super::replay::IndexKey::from_signing(&inner.key)
+    }
+
     /// Seals the first `length` bytes of `file` (a name in the folder), whose SHA-256 is
     /// `sha256`.
     pub fn checkpoint(&self, file: &str, length: u64, sha256: &str) -> std::io::Result<()> {
@@ -152,12 +158,62 @@ pub fn evidence_files(folder: &Path) -> std::io::Result<Vec<(String, u64)>> {
 /// The well-formed checkpoints of a seal file, unverified (our own file, read to go on
 /// from it; `verify` checks signatures).
 pub fn checkpoints(seal: &Path) -> Vec<Covered> {
-    std::fs::read_to_string(seal)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Checkpoint>(line).ok())
+    let Ok(lines) = seal_lines(seal) else { return Vec::new() };
+    lines
+        .filter_map(|line| serde_json::from_str::<Checkpoint>(line.ok()?.as_str()).ok())
         .filter_map(|cp| Covered::parse(&cp.signed))
         .collect()
+}
+
+/// Longest line of a seal read: a checkpoint is some 500 bytes; a longer line is not
+/// one, and is not held (a seal file is as open to damage as any file).
+const MAX_SEAL_LINE: usize = 64 * 1024;
+
+/// The lines of a seal file, read one at a time, each at most [`MAX_SEAL_LINE`] (a
+/// longer line, or one that is not UTF-8, is an `Err` with the reason).
+fn seal_lines(seal: &Path) -> std::io::Result<impl Iterator<Item = Result<String, &'static str>> + use<>> {
+    let mut input = std::io::BufReader::new(File::open(seal)?);
+    let mut line = Vec::new();
+    Ok(std::iter::from_fn(move || {
+        let (read, complete) = bounded_line(&mut input, &mut line, MAX_SEAL_LINE).ok()?;
+        if read == 0 {
+            return None;
+        }
+        Some(match complete {
+            true => String::from_utf8(std::mem::take(&mut line)).map_err(|_| "not UTF-8"),
+            false => Err("longer than any checkpoint"),
+        })
+    }))
+}
+
+/// Reads one line into `line` (without its newline), holding at most `limit` of it.
+/// Returns the bytes read and whether the line was held whole.
+fn bounded_line(input: &mut impl std::io::BufRead, line: &mut Vec<u8>, limit: usize) -> std::io::Result<(u64, bool)> {
+    line.clear();
+    let (mut read, mut whole) = (0u64, true);
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((read, whole));
+        }
+        let (take, newline) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let piece = &buf[..take - usize::from(newline)];
+        if whole && line.len() + piece.len() > limit {
+            whole = false;
+            line.clear();
+        }
+        if whole {
+            line.extend_from_slice(piece);
+        }
+        input.consume(take);
+        read += take as u64;
+        if newline {
+            return Ok((read, whole));
+        }
+    }
 }
 
 /// A writer that keeps the running SHA-256 and length of what went through it.
@@ -204,6 +260,55 @@ pub fn hash_prefix(path: &Path, limit: Option<u64>) -> std::io::Result<(u64, Str
     Ok((length, format!("{:x}", hasher.finalize())))
 }
 
+/// The running hash of each file's prefix that checkpoints named so far: a recording's
+/// checkpoints come in order of length, so each is checked by hashing on from the last
+/// one, and the whole file is read once (hashing every prefix from the start would read a
+/// recording of N frames N/2 times over).
+#[derive(Default)]
+struct Prefixes {
+    /// Per file: the open file, read up to its length, and the hash of those bytes.
+    files: std::collections::HashMap<String, Hashing<File>>,
+}
+
+impl Hashing<File> {
+    /// Reads on up to `length` bytes (or the end of the file), hashing them.
+    fn read_to(&mut self, length: u64) -> std::io::Result<()> {
+        use std::io::Read;
+        let mut buf = vec![0u8; 64 * 1024];
+        while self.length < length {
+            let want = usize::try_from(length - self.length).unwrap_or(usize::MAX).min(buf.len());
+            let n = self.inner.read(&mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            self.hasher.update(&buf[..n]);
+            self.length += n as u64;
+        }
+        Ok(())
+    }
+}
+
+impl Prefixes {
+    /// Length and SHA-256 of the first `length` bytes of `path` (fewer if it is shorter).
+    fn prefix(&mut self, name: &str, path: &Path, length: u64) -> std::io::Result<(u64, String)> {
+        let behind = self.files.get(name).is_some_and(|h| h.length > length);
+        if behind {
+            // Out of order (not how chaperone writes): from the start again.
+            self.files.remove(name);
+        }
+        let hashing = match self.files.entry(name.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Hashing::new(File::open(path)?)),
+        };
+        hashing.read_to(length)?;
+        Ok((hashing.length, hashing.digest()))
+    }
+}
+
+/// Problems `verify` lists, at most: a seal of garbage would otherwise make the list as
+/// large as the file.
+const MAX_PROBLEMS: usize = 1000;
+
 /// What `verify` found.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -217,20 +322,32 @@ pub struct Report {
 /// Verifies a session folder against its `seal` with the signing public key.
 pub fn verify(folder: &Path, key: &PublicKey) -> Report {
     let mut report = Report::default();
-    let text = match std::fs::read_to_string(folder.join(SEAL_FILE)) {
-        Ok(text) => text,
+    let lines = match seal_lines(&folder.join(SEAL_FILE)) {
+        Ok(lines) => lines,
         Err(e) => {
             report.problems.push(format!("{}: cannot read: {e}", folder.join(SEAL_FILE).display()));
             return report;
         }
     };
     let mut proven: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut hashed = Prefixes::default();
     let mut last_n = 0;
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in lines.enumerate() {
         let at = format!("seal line {}", i + 1);
-        let Ok(cp) = serde_json::from_str::<Checkpoint>(line) else {
-            report.problems.push(format!("{at}: not a checkpoint (the seal file was altered or cut)"));
-            continue;
+        if report.problems.len() >= MAX_PROBLEMS {
+            report.problems.push(format!("{at}: stopped after {MAX_PROBLEMS} problems; the seal is beyond checking"));
+            break;
+        }
+        let cp = match line.as_deref().map(serde_json::from_str::<Checkpoint>) {
+            Ok(Ok(cp)) => cp,
+            Ok(Err(_)) => {
+                report.problems.push(format!("{at}: not a checkpoint (the seal file was altered or cut)"));
+                continue;
+            }
+            Err(why) => {
+                report.problems.push(format!("{at}: not a checkpoint ({why}; the seal file was altered)"));
+                continue;
+            }
         };
         report.checkpoints += 1;
         let sig: Result<SshSig, _> = cp.signature.parse();
@@ -256,7 +373,7 @@ pub fn verify(folder: &Path, key: &PublicKey) -> Report {
             report.problems.push(format!("{at}: names an odd file {:?}", c.file));
             continue;
         }
-        match hash_prefix(&path, Some(c.length)) {
+        match hashed.prefix(&c.file, &path, c.length) {
             Ok((length, sha)) if length == c.length && sha == c.sha256 => {
                 let entry = proven.entry(c.file.clone()).or_default();
                 *entry = (*entry).max(c.length);

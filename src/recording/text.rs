@@ -77,6 +77,69 @@ pub fn read_with<E>(
     Ok(Notes { typed: typed.lines, markers })
 }
 
+/// What a line of [`each_line`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Terminal output (`o` events), escape sequences removed.
+    Output,
+    /// A command line typed (`i` events), editing keys applied.
+    Typed,
+    /// A marker's label (`m` events).
+    Marker,
+}
+
+/// Longest line held, in bytes: a longer one (output without a newline, input without
+/// Enter) is handed on in pieces of about this size, so that a recording of one endless
+/// line, or a crafted one, costs no more memory than this.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// One pass that hands every line (output, typed, marker) to `each` as it completes and
+/// holds none: memory stays flat however many lines a recording has.
+pub fn each_line<E>(
+    events: impl Iterator<Item = CastEvent>,
+    mut each: impl FnMut(Kind, Line) -> Result<(), E>,
+) -> Result<(), E> {
+    let (mut output, mut typed) = (OutputLines::default(), TypedLines::default());
+    for e in events.flat_map(pieces) {
+        match e.code.as_str() {
+            "o" => {
+                output.push(&e);
+                output.lines.drain(..).try_for_each(|line| each(Kind::Output, line))?;
+            }
+            "i" => {
+                typed.push(&e);
+                typed.lines.drain(..).try_for_each(|line| each(Kind::Typed, line))?;
+            }
+            "m" => each(Kind::Marker, Line { time_ms: e.time_ms, text: e.data })?,
+            _ => {}
+        }
+    }
+    output.finish().into_iter().try_for_each(|line| each(Kind::Output, line))
+}
+
+/// An event cut into events of at most about [`MAX_LINE`] of data (at character
+/// boundaries), so that the lines of one event (a crafted one may hold millions) are
+/// handed on a piece at a time. The encoder's events are smaller; only a crafted or
+/// foreign recording's are cut.
+fn pieces(mut e: CastEvent) -> Vec<CastEvent> {
+    if e.data.len() <= MAX_LINE {
+        return vec![e];
+    }
+    let data = std::mem::take(&mut e.data);
+    let mut out = Vec::with_capacity(data.len() / MAX_LINE + 1);
+    let mut rest = data.as_str();
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(MAX_LINE);
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let (piece, after) = rest.split_at(cut);
+        out.push(CastEvent { data: piece.to_string(), ..e.clone() });
+        rest = after;
+    }
+    out
+}
+
 /// The command lines typed (`i` events): Enter ends a line; backspace removes a
 /// character; Ctrl-U and Ctrl-C discard the line; escape sequences (arrows) are dropped.
 pub fn typed_commands(events: impl Iterator<Item = CastEvent>) -> Vec<Line> {
@@ -100,6 +163,9 @@ impl OutputLines {
     fn push(&mut self, e: &CastEvent) {
         for (i, piece) in e.data.split('\n').enumerate() {
             if i > 0 {
+                finish(&mut self.lines, &mut self.current, self.started);
+            }
+            if self.current.len() >= MAX_LINE {
                 finish(&mut self.lines, &mut self.current, self.started);
             }
             if self.current.is_empty() {
@@ -164,6 +230,10 @@ impl TypedLines {
                     }
                 }
                 c if c.is_control() => {}
+                c if current.len() >= MAX_LINE => {
+                    self.lines.push(Line { time_ms: e.time_ms, text: std::mem::take(current) });
+                    current.push(c);
+                }
                 c => current.push(c),
             }
         }

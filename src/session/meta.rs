@@ -1,9 +1,10 @@
 //! A session's record: the folder, `session.json` beside the recordings, and the store
 //! row. Written when the session starts (state `live`, so a crash leaves a trace) and
-//! again when it ends.
+//! again when it ends; after a crash, by the next start from what the recordings hold
+//! ([`recover`]), so an interrupted session keeps the same evidence as one that ended.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -139,17 +140,8 @@ impl SessionMeta {
         Ok(())
     }
 
-    /// The audit entries of the booking and of this session, as JSON lines, so the folder
-    /// tells its story without the database.
     fn write_audit(&self, gate: &Gate) -> Result<(), MetaError> {
-        let filter = crate::store::AuditFilter { booking: Some(self.booking), ..Default::default() };
-        let mut lines = String::new();
-        for entry in gate.store.audit_entries(&filter)? {
-            lines.push_str(&serde_json::to_string(&entry).unwrap_or_default());
-            lines.push('\n');
-        }
-        let path = self.folder.join("audit.jsonl");
-        std::fs::write(&path, lines).map_err(|source| MetaError::Write { path, source })
+        write_audit(gate, &self.folder, self.booking)
     }
 
     /// Records the end; failures are logged, since the session is over either way.
@@ -234,4 +226,107 @@ impl SessionMeta {
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|source| MetaError::Write { path, source })
     }
+}
+
+/// The audit entries of the booking and of its sessions, as JSON lines, so the folder
+/// tells its story without the database.
+fn write_audit(gate: &Gate, folder: &Path, booking: i64) -> Result<(), MetaError> {
+    let filter = crate::store::AuditFilter { booking: Some(booking), ..Default::default() };
+    let mut lines = String::new();
+    for entry in gate.store.audit_entries(&filter)? {
+        lines.push_str(&serde_json::to_string(&entry).unwrap_or_default());
+        lines.push('\n');
+    }
+    let path = folder.join("audit.jsonl");
+    std::fs::write(&path, lines).map_err(|source| MetaError::Write { path, source })
+}
+
+/// Closes a session that was live when chaperone last stopped without closing it (killed,
+/// power lost): its recordings are cut to what the seal covers and marked
+/// ([`recording::recovery`]); `session.json` and the store row get the channels with
+/// their commands, the bytes counted from what the recordings hold, the end (the time of
+/// the last recorded event) and the state `interrupted`; the audit log says so, the folder
+/// gets its `audit.jsonl`, and it is sealed anew. Returns what was done, for the log.
+pub fn recover(gate: &Gate, row: &SessionRow) -> String {
+    let folder = Path::new(&row.folder);
+    let recovered = recording::recovery::recover_folder(folder, gate.config.recording.zstd_level);
+    let detail = match &recovered {
+        Ok(r) => format!("recovered after an unclean stop: {}", r.detail),
+        Err(err) => format!("could not recover {}: {err}", row.folder),
+    };
+    let channels = recovered.map(|r| r.channels).unwrap_or_default();
+    let last_ms = channels.iter().map(|c| c.last_event_ms).max().unwrap_or(0);
+    let ended = row.started_at + chrono::Duration::milliseconds(i64::try_from(last_ms).unwrap_or(i64::MAX / 2));
+    let closed = SessionRow {
+        ended_at: Some(ended),
+        state: "interrupted".into(),
+        exit_status: channels.first().and_then(|c| c.exit_status),
+        bytes_in: channels.iter().map(|c| c.bytes_in).sum(),
+        bytes_out: channels.iter().map(|c| c.bytes_out).sum(),
+        ..row.clone()
+    };
+    if let Err(err) = recovered_json(folder, &closed, &channels) {
+        tracing::error!(session = %row.id, "{err}");
+    }
+    if let Err(err) = gate.store.session_finish(&closed) {
+        tracing::error!(session = %row.id, "cannot record the session's end: {err}");
+    }
+    let mut event =
+        crate::audit::Event::new("session.interrupted", detail.clone()).vendor(&row.vendor).session(&row.id);
+    if let Some(b) = row.booking {
+        event = event.booking(b);
+    }
+    gate.audit(event);
+    if let Some(booking) = row.booking
+        && let Err(err) = write_audit(gate, folder, booking)
+    {
+        tracing::error!(session = %row.id, "{err}");
+    }
+    let key = gate.keys.signing.expose().clone();
+    let sealed = crate::recording::seal::Sealer::create(folder, &row.id, key).and_then(|s| s.seal_folder(folder));
+    if let Err(err) = sealed {
+        tracing::error!(session = %row.id, "cannot seal {}: {err}", folder.display());
+    }
+    detail
+}
+
+/// `session.json` of a recovered session: what the start wrote (or, if it is unreadable,
+/// the store's facts), with the end, the state, the bytes and the channels.
+fn recovered_json(folder: &Path, row: &SessionRow, channels: &[recording::recovery::Channel]) -> Result<(), MetaError> {
+    let path = folder.join("session.json");
+    let started: Option<serde_json::Value> =
+        recording::bundle::read_bounded(&path, recording::bundle::MAX_SESSION_JSON)
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .filter(|v: &serde_json::Value| v.is_object());
+    let mut json = started.unwrap_or_else(|| {
+        serde_json::json!({
+            "id": row.id, "vendor": row.vendor, "target": row.target, "account": row.account,
+            "client_address": row.client_address, "start": row.started_at,
+            "chaperone_version": env!("CARGO_PKG_VERSION"),
+        })
+    });
+    let listed: Vec<ChannelJson> = channels
+        .iter()
+        .map(|c| ChannelJson {
+            file: c.file.clone(),
+            command: c.command.clone(),
+            exit_status: c.exit_status,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            error: (c.damaged > 0)
+                .then(|| format!("{} damaged place(s) could not be read; the counts are what could", c.damaged)),
+        })
+        .collect();
+    json["state"] = serde_json::json!(row.state);
+    json["end"] = serde_json::json!(row.ended_at);
+    json["exit_status"] = serde_json::json!(row.exit_status);
+    json["bytes_in"] = serde_json::json!(row.bytes_in);
+    json["bytes_out"] = serde_json::json!(row.bytes_out);
+    json["channels"] = serde_json::to_value(listed).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
+    text.push('\n');
+    let tmp = folder.join(".session.json.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| MetaError::Write { path, source })
 }

@@ -23,6 +23,8 @@ mod refusal;
 mod relay;
 mod supervision;
 
+pub use meta::recover;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -202,7 +204,7 @@ pub async fn run(
     let output: u64 = summaries.iter().map(|s| s.bytes_out).sum();
     // What the session freed goes back to the system (after the indexing, if any).
     if output <= recording::replay::INDEX_ON_END_BYTES {
-        recording::replay::index_later(&meta.folder);
+        recording::replay::index_later(&meta.folder, meta.sealer.index_key());
     } else {
         tokio::task::spawn_blocking(crate::memory::release_free);
     }
