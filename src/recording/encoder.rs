@@ -107,6 +107,10 @@ impl<S: FrameSink> Encoder<S> {
     /// text is pending.
     pub fn encode(&mut self, at: Instant, event: Event) -> std::io::Result<()> {
         match event {
+            Event::Start { command, .. } if self.header.is_some() => {
+                self.note_late_start(at, command.as_deref());
+                return Ok(());
+            }
             Event::Start { mut term, command } => {
                 let claimed = (term.cols, term.rows);
                 (term.cols, term.rows) = (term.cols.min(MAX_SIDE), term.rows.min(MAX_SIDE));
@@ -158,6 +162,30 @@ impl<S: FrameSink> Encoder<S> {
             Event::Start { .. } => {}
         }
         if self.buf.len() >= FRAME_BYTES { self.close_frame(true) } else { Ok(()) }
+    }
+
+    /// A request for a shell or a command once the header is written: a second one on the
+    /// channel, or one after input. A header line amid the events would end the recording
+    /// for every reader (a vendor could hide the rest of a channel that way): it becomes a
+    /// marker, with a command's exact bytes when they are not UTF-8.
+    fn note_late_start(&mut self, at: Instant, command: Option<&[u8]>) {
+        use base64::Engine as _;
+        let note = match command {
+            None => "the vendor's client asked for a shell again".to_string(),
+            Some(c) => match std::str::from_utf8(c) {
+                Ok(text) => format!("the vendor's client asked for a command: {text}"),
+                Err(_) => format!(
+                    "the vendor's client asked for a command: {} (exact bytes, base64: {})",
+                    String::from_utf8_lossy(c),
+                    base64::engine::general_purpose::STANDARD.encode(c)
+                ),
+            },
+        };
+        if self.summary.command.is_none() {
+            self.summary.command = command.map(|c| String::from_utf8_lossy(c).into_owned());
+        }
+        let interval = self.clock.interval_ms(at);
+        self.push_closed(interval, "m", &note);
     }
 
     /// Sizes come from the vendor's client: an absurd one (65535×65535) would make every
@@ -494,6 +522,36 @@ mod tests {
                 assert_eq!(streams[k], expected[k], "round {round}, stream {k}");
             }
         }
+    }
+
+    #[test]
+    fn a_second_request_for_a_shell_or_command_is_a_marker_not_a_second_header() {
+        let start = Instant::now();
+        let mut enc = Encoder::new("t".into(), Utc::now(), RecordingConfig::default(), start, Vec::new());
+        let term = Term { cols: 80, rows: 24, kind: None };
+        enc.encode(start, Event::Input(Bytes::from_static(b"before"))).unwrap();
+        enc.encode(start, Event::Start { term: term.clone(), command: Some(Bytes::from_static(b"id")) }).unwrap();
+        enc.encode(start, Event::Start { term, command: Some(Bytes::from_static(b"rm \xff")) }).unwrap();
+        enc.encode(start, Event::Output(Bytes::from_static(b"after"))).unwrap();
+        let file = enc.finish().unwrap();
+        let text = String::from_utf8(zstd::decode_all(&file[..]).unwrap()).unwrap();
+        let mut lines = text.lines();
+        assert!(lines.next().unwrap().starts_with("{\"version\":3"));
+        let events: Vec<(String, String)> = lines
+            .map(|line| serde_json::from_str::<(f64, String, String)>(line).unwrap())
+            .map(|(_, code, data)| (code, data))
+            .collect();
+        let event = |code: &str, data: &str| (code.to_string(), data.to_string());
+        assert_eq!(
+            events,
+            vec![
+                event("i", "before"),
+                event("m", "the vendor's client asked for a command: id"),
+                event("m", "the vendor's client asked for a command: rm \u{fffd} (exact bytes, base64: cm0g/w==)"),
+                event("o", "after"),
+            ]
+        );
+        assert_eq!(enc.summary.command.as_deref(), Some("id"));
     }
 
     #[test]
