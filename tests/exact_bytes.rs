@@ -60,6 +60,18 @@ fn a_random_20_mb_upload_and_download_come_back_exactly_from_the_recording() {
     w.ended_session_json(&download);
     assert_eq!(raw_export_sha(&w, &download, "--raw-output", "download.out"), expected, "--raw-output is not the blob");
 
+    // `recordings cat` into a file writes the output byte for byte, not as text.
+    let cat = w.path("download.cat");
+    let out = w
+        .bastion
+        .command()
+        .args(["recordings", "cat", &download])
+        .stdout(std::fs::File::create(&cat).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sha256_file(&cat), expected, "recordings cat > file is not the blob");
+
     // A technician gets the same bytes over ssh, on standard output.
     let over_ssh = w.path("over-ssh.out");
     let out = w

@@ -55,7 +55,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             let mut out = std::io::BufWriter::new(out);
             for path in files {
                 let mut reader = CastReader::open(&path)?;
-                export::write_output(&mut reader, &mut out)?;
+                export::write_output(&mut reader, !sanitize, &mut out)?;
                 warn_if_truncated(&reader, err);
             }
             out.flush()?;

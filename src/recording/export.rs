@@ -124,11 +124,23 @@ pub enum Format {
     V2,
 }
 
-/// Writes the terminal output (`o` events) as it was shown.
-pub fn write_output(reader: &mut CastReader, out: &mut dyn Write) -> std::io::Result<()> {
-    while let Some(event) = reader.next_event() {
-        if event.code == "o" {
-            out.write_all(event.data.as_bytes())?;
+/// Writes the terminal output (stdout and stderr, in the order they came): the text as a
+/// terminal shows it (U+FFFD where the bytes were not UTF-8, so that no stray 8-bit
+/// control reaches the reader's terminal), or, when `exact`, the bytes themselves.
+pub fn write_output(reader: &mut CastReader, exact: bool, out: &mut dyn Write) -> Result<(), ExportError> {
+    if !exact {
+        while let Some(event) = reader.next_event() {
+            if event.code == "o" {
+                out.write_all(event.data.as_bytes())?;
+            }
+        }
+        return Ok(());
+    }
+    let mut chunks = StreamBytes::new(&mut *reader);
+    while let Some(chunk) = chunks.next_chunk() {
+        let chunk = chunk?;
+        if chunk.stream != Stream::Input {
+            out.write_all(&chunk.bytes)?;
         }
     }
     Ok(())
