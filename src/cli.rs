@@ -430,10 +430,11 @@ pub enum RecordingsCommand {
         #[arg(long)]
         key: Option<String>,
     },
-    /// Write a session's recording as uncompressed asciicast (`-o`), or the dispute bundle
+    /// Write a session's recording as uncompressed asciicast (`-o`), the dispute bundle
     /// (`--bundle`): the sealed folder, the signing key, a transcript, README.txt on
-    /// verifying, and player.html to replay it offline.
-    #[command(group(clap::ArgGroup::new("destination").required(true).args(["output", "bundle"])))]
+    /// verifying, and player.html to replay it offline; or one stream's exact bytes
+    /// (`--raw-output`, `--raw-stderr`, `--raw-input`), once the seal verifies.
+    #[command(group(clap::ArgGroup::new("destination").required(true).args(["output", "bundle", "raw_output", "raw_stderr", "raw_input"])))]
     Export {
         /// Session id (or the session's folder).
         id: String,
@@ -448,9 +449,20 @@ pub enum RecordingsCommand {
         /// Write the dispute bundle to FILE.tar or FILE.zip (`-` for a tar on stdout).
         #[arg(long, value_name = "FILE")]
         bundle: Option<PathBuf>,
-        /// The bastion's signing public key to put in the bundle; default: this bastion's key.
+        /// The bastion's signing public key to put in the bundle (or to check the seal
+        /// against for a raw export); default: this bastion's key.
         #[arg(long)]
         key: Option<String>,
+        /// Write exactly the bytes the target sent on the channel's stdout (on a terminal:
+        /// everything shown) to FILE (`-` for stdout).
+        #[arg(long, value_name = "FILE")]
+        raw_output: Option<PathBuf>,
+        /// Write exactly the bytes the target sent on the channel's stderr to FILE (`-`).
+        #[arg(long, value_name = "FILE")]
+        raw_stderr: Option<PathBuf>,
+        /// Write exactly the bytes the vendor sent on the channel to FILE (`-`).
+        #[arg(long, value_name = "FILE")]
+        raw_input: Option<PathBuf>,
     },
 }
 

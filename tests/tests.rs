@@ -10,6 +10,7 @@ mod bookings;
 mod channels;
 mod cli;
 mod evidence;
+mod exact_bytes;
 mod hostile;
 mod readers;
 mod recording;

@@ -56,7 +56,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             let mut damaged = 0;
             for path in files {
                 let mut reader = CastReader::open(&path)?;
-                export::write_output(&mut reader, &mut out)?;
+                export::write_output(&mut reader, !sanitize, &mut out)?;
                 out.flush()?;
                 damaged += report_reading(&reader, err);
             }
@@ -166,7 +166,19 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             let key = signing_key(config, key, over_ssh)?;
             write_bundle(&folder, &key, &bundle, over_ssh, out, err)?;
         }
-        RecordingsCommand::Export { id, format, output, channel, .. } => {
+        RecordingsCommand::Export { id, format, output, channel, key, raw_output, raw_stderr, raw_input, .. } => {
+            let raw = [
+                (export::Stream::Stdout, raw_output),
+                (export::Stream::Stderr, raw_stderr),
+                (export::Stream::Input, raw_input),
+            ]
+            .into_iter()
+            .find_map(|(stream, dest)| dest.map(|dest| (stream, dest)));
+            if let Some((stream, dest)) = raw {
+                let folder = find_folder(config, store, &id, over_ssh)?;
+                let key = signing_key(config, key, over_ssh)?;
+                return write_raw(&folder, channel, stream, &dest, &key, over_ssh, out, err);
+            }
             let output = output.unwrap_or_else(|| PathBuf::from("-"));
             let folder = find_folder(config, store, &id, over_ssh)?;
             let path = channel_file(&folder, channel)?;
@@ -256,6 +268,76 @@ fn write_bundle(
     std::fs::rename(&partial, path).map_err(|e| UserError(format!("cannot write {}: {e}", path.display())))?;
     let _ = writeln!(err, "wrote {}", path.display());
     Ok(())
+}
+
+/// `recordings export --raw-…`: one stream of a channel, byte for byte, once the folder's
+/// seal verifies (bytes of an altered recording are not handed out as what was sent). A
+/// file is written beside its name and renamed, so that a failure leaves none.
+#[allow(clippy::too_many_arguments)]
+fn write_raw(
+    folder: &Path,
+    channel: usize,
+    stream: export::Stream,
+    dest: &Path,
+    key: &russh::keys::PublicKey,
+    over_ssh: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let flag = match stream {
+        export::Stream::Stdout => "--raw-output",
+        export::Stream::Stderr => "--raw-stderr",
+        export::Stream::Input => "--raw-input",
+    };
+    let to_stdout = dest == Path::new("-");
+    if over_ssh && !to_stdout {
+        return Err(UserError(format!("over ssh, export to standard output: {flag} - > FILE")).into());
+    }
+    let report = crate::recording::seal::verify(folder, key);
+    if !report.problems.is_empty() {
+        for problem in &report.problems {
+            let _ = writeln!(err, "NOT INTACT: {problem}");
+        }
+        anyhow::bail!(
+            "{}: the seal does not verify ({} problem(s)); its bytes are not exported",
+            folder.display(),
+            report.problems.len()
+        );
+    }
+    let path = channel_file(folder, channel)?;
+    let mut reader = CastReader::open(&path)?;
+    if reader.header.exact_bytes.is_none() {
+        let _ = writeln!(
+            err,
+            "chaperone: note: {} was recorded before exact bytes were kept: bytes that were not UTF-8 are U+FFFD in it, \
+             and its output holds stderr too",
+            path.display()
+        );
+    }
+    let what = |e: export::ExportError| anyhow::anyhow!("{}: {e}", path.display());
+    if to_stdout {
+        let mut out = std::io::BufWriter::new(out);
+        export::write_stream(&mut reader, stream, &mut out).map_err(what)?;
+        out.flush()?;
+    } else {
+        let partial = PathBuf::from(format!("{}.partial", dest.display()));
+        let file = std::fs::File::create(&partial)
+            .map_err(|e| UserError(format!("cannot create {}: {e}", partial.display())))?;
+        let mut file = std::io::BufWriter::new(file);
+        let written = export::write_stream(&mut reader, stream, &mut file).map_err(what).and_then(|n| {
+            file.flush().map(|_| n).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", partial.display()))
+        });
+        let n = match written {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&partial, dest).map_err(|e| UserError(format!("cannot write {}: {e}", dest.display())))?;
+        let _ = writeln!(err, "wrote {} ({n} bytes)", dest.display());
+    }
+    fail_if_damaged(report_reading(&reader, err))
 }
 
 /// Tells what a reader found besides events: an end cut short by a crash (a note), and

@@ -3,6 +3,28 @@
 //!
 //! Spec: <https://docs.asciinema.org/manual/asciicast/v3/>. Each event is
 //! `[interval, code, data]` where `interval` is the time since the previous event.
+//!
+//! # Exact bytes
+//!
+//! Text events stay what players expect: `o` is what the terminal shows, `i` what was
+//! typed, as UTF-8 with U+FFFD where the bytes were not UTF-8. So that every byte of each
+//! stream can still be recovered exactly, two companion codes follow a text event directly,
+//! at interval 0, in the same zstd frame (so under the same seal checkpoints):
+//!
+//! - `b` ([`BYTES`]): the preceding `o` (stdout) or `i` event's exact bytes, standard base64,
+//!   written only when its text is not exactly its bytes (an invalid byte, a sequence cut
+//!   short at the end).
+//! - `e` ([`STDERR`]): the preceding `o` event came from stderr; its data is empty when the
+//!   text is exactly its bytes, otherwise their base64.
+//!
+//! Per stream (stdout, stderr, input), concatenating each event's bytes (the companion's if
+//! there is one, else the text's UTF-8) gives the stream exactly. A UTF-8 sequence split
+//! across SSH packets is carried whole into the event that completes it, so a text event
+//! never stands for half a character. asciinema-player, `asciinema` and our own readers
+//! ignore codes they do not know. Recordings with these events say so in the header
+//! (`"chaperone_bytes": 1`); older ones have neither, and their `o` events mix stdout and
+//! stderr. An exec command that is not UTF-8 is in the header's `command` with U+FFFD,
+//! and exactly (base64) in `chaperone_command`.
 
 use std::time::{Duration, Instant};
 
@@ -27,13 +49,45 @@ pub struct Header {
     /// The command for `exec` channels; absent for a shell.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub command: Option<String>,
+    /// The exec command's exact bytes (base64) when they are not UTF-8, so that `command`
+    /// shows them with U+FFFD: what the target ran is kept too.
+    #[serde(rename = "chaperone_command", skip_serializing_if = "Option::is_none", default)]
+    pub command_bytes: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub title: Option<String>,
+    /// The version of the exact-bytes companion events ([`BYTES`], [`STDERR`]) the events
+    /// follow; absent in recordings made before them, whose exact bytes are not all kept.
+    #[serde(rename = "chaperone_bytes", skip_serializing_if = "Option::is_none", default)]
+    pub exact_bytes: Option<u32>,
 }
 
+/// The [`Header::exact_bytes`] version this encoder writes.
+pub const EXACT_BYTES_VERSION: u32 = 1;
+
+/// Companion code: the exact bytes (base64) of the `o` or `i` event before it, whose text
+/// is not exactly its bytes.
+pub const BYTES: &str = "b";
+
+/// Companion code: the `o` event before it came from stderr; data empty when its text is
+/// exact, else the exact bytes (base64).
+pub const STDERR: &str = "e";
+
 impl Header {
-    pub fn new(term: Term, timestamp: i64, command: Option<String>, title: String) -> Header {
-        Header { version: 3, term, timestamp, command, title: Some(title) }
+    /// The header of a recording made now; `command` is the exec command's bytes.
+    pub fn new(term: Term, timestamp: i64, command: Option<&[u8]>, title: String) -> Header {
+        use base64::Engine as _;
+        let command_bytes = command
+            .filter(|c| std::str::from_utf8(c).is_err())
+            .map(|c| base64::engine::general_purpose::STANDARD.encode(c));
+        Header {
+            version: 3,
+            term,
+            timestamp,
+            command: command.map(|c| String::from_utf8_lossy(c).into_owned()),
+            command_bytes,
+            title: Some(title),
+            exact_bytes: Some(EXACT_BYTES_VERSION),
+        }
     }
 }
 
@@ -43,6 +97,23 @@ impl Header {
 #[derive(Debug, Default)]
 pub struct Utf8Carry {
     pending: Vec<u8>,
+    /// Set when invalid bytes became U+FFFD, until [`Utf8Carry::take_lossy`]: the encoder
+    /// then keeps the exact bytes beside the text. Only ever set off the fast path.
+    lossy: bool,
+}
+
+/// The bytes a [`Utf8Carry`] held before a chunk (at most three: an incomplete sequence),
+/// copied without allocating so that the chunk can be decoded again.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Carried {
+    bytes: [u8; 4],
+    len: usize,
+}
+
+impl Carried {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 impl Utf8Carry {
@@ -61,6 +132,31 @@ impl Utf8Carry {
             joined.extend_from_slice(chunk);
             self.decode_slice(&joined, &mut sink);
         }
+    }
+
+    /// True if invalid bytes became U+FFFD since the last call.
+    pub fn take_lossy(&mut self) -> bool {
+        std::mem::take(&mut self.lossy)
+    }
+
+    /// The incomplete sequence carried to the next chunk: not part of any text yet.
+    pub fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// A copy of what is carried, to [`Utf8Carry::restore`] before decoding a chunk again.
+    pub fn carried(&self) -> Carried {
+        let mut carried = Carried::default();
+        let len = self.pending.len().min(carried.bytes.len());
+        carried.bytes[..len].copy_from_slice(&self.pending[..len]);
+        carried.len = len;
+        carried
+    }
+
+    /// Puts back what was carried before a chunk (see [`Utf8Carry::carried`]).
+    pub fn restore(&mut self, carried: Carried) {
+        self.pending.clear();
+        self.pending.extend_from_slice(carried.as_slice());
     }
 
     /// Whatever is still carried at the end of the stream, as U+FFFD.
@@ -84,6 +180,7 @@ impl Utf8Carry {
                     sink(std::str::from_utf8(valid).unwrap_or_default());
                     match err.error_len() {
                         Some(bad) => {
+                            self.lossy = true;
                             sink("\u{fffd}");
                             bytes = &rest[bad..];
                         }
@@ -141,6 +238,19 @@ pub fn open_event(out: &mut Vec<u8>, interval_ms: u64, code: &str) {
 /// Ends an event line after its data.
 pub fn close_event(out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"]\n");
+}
+
+/// Appends a companion event (`code` [`BYTES`] or [`STDERR`]) at interval 0 carrying
+/// `bytes` as standard base64, which needs no JSON escaping.
+pub fn push_bytes_event(out: &mut Vec<u8>, code: &str, bytes: &[u8]) {
+    use base64::Engine as _;
+    open_event(out, 0, code);
+    let at = out.len();
+    out.resize(at + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
+    // The slice was sized by `encoded_len`, so encoding into it cannot fall short.
+    let written = base64::engine::general_purpose::STANDARD.encode_slice(bytes, &mut out[at..]).unwrap_or(0);
+    out.truncate(at + written);
+    close_event(out);
 }
 
 /// Appends `text` as the inside of a JSON string.
@@ -275,6 +385,7 @@ impl Utf8Carry {
                     out.extend_from_slice(valid);
                     match err.error_len() {
                         Some(bad) => {
+                            self.lossy = true;
                             out.extend_from_slice("\u{fffd}".as_bytes());
                             run = &rest[bad..];
                         }
@@ -284,6 +395,7 @@ impl Utf8Carry {
                         }
                         // An incomplete sequence followed by ASCII: invalid, one U+FFFD.
                         None => {
+                            self.lossy = true;
                             out.extend_from_slice("\u{fffd}".as_bytes());
                             return len;
                         }

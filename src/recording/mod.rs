@@ -63,7 +63,8 @@ pub enum Event {
     /// The header's content, known once the client asked for a shell or a command.
     Start {
         term: Term,
-        command: Option<String>,
+        /// The exec command's bytes as the vendor's client sent them (not always UTF-8).
+        command: Option<Bytes>,
     },
     /// Target output on stdout.
     Output(Bytes),

@@ -76,15 +76,26 @@ fn count(cast: &Path, file: String) -> Channel {
         return channel;
     };
     channel.command = reader.header.command.clone();
-    for event in reader.by_ref() {
-        channel.last_event_ms = event.time_ms;
-        match event.code.as_str() {
-            "o" => channel.bytes_out += event.data.len() as u64,
-            "i" => channel.bytes_in += event.data.len() as u64,
-            "x" => channel.exit_status = event.data.parse().ok(),
-            _ => {}
+    // Bytes are counted as sent (a text event's exact bytes where it has them, see
+    // `export::StreamBytes`), not by the length of the text players show.
+    let (mut last_event_ms, mut exit_status) = (0, None);
+    let events = reader.by_ref().inspect(|event| {
+        last_event_ms = event.time_ms;
+        if event.code == "x" {
+            exit_status = event.data.parse().ok();
+        }
+    });
+    let mut streams = super::export::StreamBytes::new(events);
+    while let Some(chunk) = streams.next_chunk() {
+        // Events that do not form streams (a damaged file) count as nothing.
+        let Ok(chunk) = chunk else { continue };
+        match chunk.stream {
+            super::export::Stream::Input => channel.bytes_in += chunk.bytes.len() as u64,
+            _ => channel.bytes_out += chunk.bytes.len() as u64,
         }
     }
+    drop(streams);
+    (channel.last_event_ms, channel.exit_status) = (last_event_ms, exit_status);
     channel.damaged = reader.damage_count();
     channel
 }

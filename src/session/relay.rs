@@ -348,10 +348,11 @@ async fn forward_to_target(
         ChannelMsg::Exec { command, .. } if is_file_transfer(&command) => Ok(()),
         ChannelMsg::Exec { command, .. } => {
             let shown = String::from_utf8_lossy(&command).into_owned();
-            if let Some(reason) = shell.held(Request::Exec(shown.clone())) {
+            if let Some(reason) = shell.held(Request::Exec(shown)) {
                 return Forwarded::Held(reason);
             }
-            if !recorded(recorder.record(Event::Start { term: term.clone(), command: Some(shown) }).await) {
+            let exact = bytes::Bytes::copy_from_slice(&command);
+            if !recorded(recorder.record(Event::Start { term: term.clone(), command: Some(exact) }).await) {
                 return Forwarded::RecordingFailed;
             }
             tx.exec(true, command).await
