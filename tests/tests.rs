@@ -12,6 +12,7 @@ mod cli;
 mod evidence;
 mod hostile;
 mod recording;
+mod redteam;
 mod refusals;
 mod relay;
 mod supervision;

@@ -214,9 +214,19 @@ async fn to_target(
         let mut term = Term { cols: 80, rows: 24, kind: None };
         // The input state the vendor was last told about, so a held key is told once.
         let mut told = Input::Open;
+        // A window change is input too: two numbers of the vendor's choosing and a signal
+        // to the program in front, as often as the vendor likes. While input is held it
+        // waits, not lost: the newest size (each replaces the last, so one message at
+        // most) reaches the target when input opens again.
+        let mut held_size: Option<ChannelMsg> = None;
+        let mut changed = shell.live.subscribe();
         loop {
             let forwarded = tokio::select! {
                 queued = queue.recv() => match queued {
+                    Some((size @ ChannelMsg::WindowChange { .. }, _permit)) if shell.live.input() != Input::Open => {
+                        held_size = Some(size);
+                        Forwarded::Yes
+                    }
                     Some((ChannelMsg::Data { data }, _permit)) => match shell.live.input() {
                         Input::Open => {
                             told = Input::Open;
@@ -233,6 +243,14 @@ async fn to_target(
                     },
                     Some((msg, _permit)) => forward_to_target(msg, tx, recorder, &mut term, &shell).await,
                     None => return End::Vendor,
+                },
+                // (The sender lives in `Live`, which outlives this relay.)
+                Ok(()) = changed.changed(), if held_size.is_some() => match (shell.live.input(), held_size.take()) {
+                    (Input::Open, Some(size)) => forward_to_target(size, tx, recorder, &mut term, &shell).await,
+                    (_, size) => {
+                        held_size = size;
+                        Forwarded::Yes
+                    }
                 },
                 // The technician types: recorded as input, like the vendor's.
                 Some(keys) = async { takeover.as_mut()?.recv().await }, if takeover.is_some() => {

@@ -1,0 +1,119 @@
+//! An attacker's pass over supervision and hostile input: a vendor who wants to act on
+//! the target while the session's input is held, or to put something on a technician's
+//! terminal, with the real OpenSSH client and the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::pty::Pty;
+use crate::common::*;
+
+const SUPERVISED: &str = "[policy]\nrequire_acknowledgements = false\n";
+
+fn supervised_world() -> World {
+    let w = World::bare(SUPERVISED);
+    w.book_now("erp01", &w.account.clone());
+    w
+}
+
+fn watch(w: &World, tech: &str, id: &str) -> Pty {
+    let mut ssh = w.tech.ssh(&w.bastion, tech);
+    ssh.arg("-t").arg(format!("watch {id}")).env("TERM", "xterm-256color");
+    Pty::spawn(ssh, 80, 24)
+}
+
+/// The vendor's interactive shell, master of a shared connection at `sock`, with alice
+/// watching, both at the prompt (`rdy> `).
+fn watched_master(w: &World) -> (Pty, PathBuf, String, Pty) {
+    let sock = w.path("cm.sock");
+    let mut ssh = w.vendor.ssh(&w.bastion, "acme:erp01");
+    ssh.args(["-o", "ControlMaster=yes", "-o"])
+        .arg(format!("ControlPath={}", sock.display()))
+        .arg("-t")
+        .env("TERM", "xterm-256color");
+    let mut vendor = Pty::spawn(ssh, 80, 24);
+    let id = w.live_session();
+    let alice = watch(w, "alice", &id);
+    vendor.expect("plan: Maintenance");
+    vendor.type_text("PS1='rdy> '\r");
+    alice.expect("rdy> ");
+    w.eventually("the shared connection's socket", || sock.exists());
+    (vendor, sock, id, alice)
+}
+
+/// `ssh` through the shared connection at `sock` running `command` (a new channel).
+fn via_master(w: &World, sock: &Path, command: &str) -> Command {
+    let mut ssh = w.vendor.ssh(&w.bastion, "acme:erp01");
+    ssh.args(["-o", "ControlMaster=no", "-o"]).arg(format!("ControlPath={}", sock.display())).arg(command);
+    ssh
+}
+
+/// A terminal's size is input too: a window change carries two numbers of the vendor's
+/// choosing to the program in front (SIGWINCH), as often as the vendor likes. While the
+/// input is frozen the target hears of no resize; it gets the newest size on unfreeze.
+#[test]
+fn a_resize_during_a_freeze_reaches_the_target_only_after_it() {
+    let w = supervised_world();
+    let (mut vendor, _sock, _id, mut alice) = watched_master(&w);
+    let seen = w.path("winch.txt");
+    // A program on the target that acts on each resize.
+    // (Its own process group, which the terminal signals; an interactive shell is not in it.)
+    let script = format!("trap 'stty size >> {}' WINCH; while :; do sleep 0.1; done", seen.display());
+    vendor.type_text(&format!("sh -c \"{script}\"\r"));
+    std::thread::sleep(Duration::from_millis(500));
+    vendor.resize(90, 25);
+    w.eventually("a resize while open", || std::fs::read_to_string(&seen).unwrap_or_default() == "25 90\n");
+    std::fs::remove_file(&seen).unwrap();
+    alice.type_text("\x1df");
+    vendor.expect("technician alice froze your input");
+    vendor.resize(100, 30);
+    std::thread::sleep(Duration::from_millis(300));
+    vendor.resize(120, 40);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !seen.exists(),
+        "a resize reached the target while frozen: {}",
+        std::fs::read_to_string(&seen).unwrap_or_default()
+    );
+    alice.type_text("\x1df");
+    vendor.expect("technician alice unfroze your input");
+    // The newest size, once.
+    w.eventually("the newest size on the target", || std::fs::read_to_string(&seen).unwrap_or_default() == "40 120\n");
+}
+
+/// A command line is shown to technicians (`sessions`, the watch title, a refusal's
+/// reason, `recordings commands` and `search` over ssh): a bidirectional override in it
+/// would make it read otherwise than what ran (`rm -rf /srv` shown as something else).
+#[test]
+fn a_command_line_with_bidi_overrides_is_shown_escaped() {
+    let w = supervised_world();
+    let (mut vendor, sock, id, _alice) = watched_master(&w);
+    let command = "sleep 30 # \u{202e}txt.emdaer\u{202c} \u{2066}x\u{2069}";
+    let mut exec = via_master(&w, &sock, command).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+    let mut listed = String::new();
+    w.eventually("the command listed", || {
+        listed = stdout(&w.console("sessions"));
+        listed.contains("channel 2  exec \"sleep 30")
+    });
+    let _ = exec.kill();
+    let _ = exec.wait();
+    // Typed in the shell, the same.
+    vendor.type_text("echo typed-\u{202e}fdp.eciovni\u{202c}-end\r");
+    vendor.expect("-end");
+    vendor.type_text("exit\r");
+    let _ = vendor.wait(Duration::from_secs(15));
+    w.ended_session_json(&id);
+    let commands = w.console(&format!("recordings commands {id}"));
+    let commands = format!("{}{}", stdout(&commands), stderr(&commands));
+    let search = w.console("recordings search eciovni");
+    let search = format!("{}{}", stdout(&search), stderr(&search));
+    for shown in [&listed, &commands, &search] {
+        for c in ['\u{202e}', '\u{202c}', '\u{2066}', '\u{2069}'] {
+            assert!(!shown.contains(c), "{c:?} shown raw: {shown}");
+        }
+    }
+    assert!(listed.contains("\\u{202e}txt.emdaer"), "{listed}");
+    assert!(commands.contains("echo typed-\\u{202e}fdp.eciovni"), "{commands}");
+    assert!(search.contains("typed: echo typed-\\u{202e}fdp.eciovni"), "{search}");
+}
