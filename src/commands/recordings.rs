@@ -81,7 +81,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                                 text::clock(line.time_ms),
                                 s.vendor,
                                 s.target,
-                                line.text
+                                crate::sanitize::printable_line(&line.text)
                             );
                         }
                     };
@@ -102,7 +102,9 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             let folder = find_folder(config, store, &id, over_ssh)?;
             for path in select(&folder, None)? {
                 for line in text::typed_commands(CastReader::open(&path)?) {
-                    say!(out, "{}  {}", text::clock(line.time_ms), line.text);
+                    // What the vendor typed may hold bidi overrides (the rest of the controls are
+                    // gone already): shown escaped, it reads as what ran.
+                    say!(out, "{}  {}", text::clock(line.time_ms), crate::sanitize::printable_line(&line.text));
                 }
             }
         }
