@@ -117,3 +117,59 @@ fn a_command_line_with_bidi_overrides_is_shown_escaped() {
     assert!(commands.contains("echo typed-\\u{202e}fdp.eciovni"), "{commands}");
     assert!(search.contains("typed: echo typed-\\u{202e}fdp.eciovni"), "{search}");
 }
+
+fn add_tech(w: &World, name: &str) -> VendorClient {
+    let client = VendorClient::new(w.tmp.path(), name);
+    let email = format!("{name}@provider.example");
+    w.bastion.ok(&["tech", "add", name, "--email", &email, "--key", &client.public_key_path()]);
+    client.trust(&w.bastion);
+    client
+}
+
+fn watch_as(w: &World, client: &VendorClient, tech: &str, id: &str) -> Pty {
+    let mut ssh = client.ssh(&w.bastion, tech);
+    ssh.arg("-t").arg(format!("watch {id}")).env("TERM", "xterm-256color");
+    Pty::spawn(ssh, 80, 24)
+}
+
+/// bob froze the vendor's input; alice takes the keyboard over and hands it back (or
+/// leaves while holding it): bob's freeze is still in force, the vendor still cannot type.
+#[test]
+fn a_take_over_ending_does_not_lift_another_technicians_freeze() {
+    let w = supervised_world();
+    let (mut vendor, _sock, id, mut alice) = watched_master(&w);
+    let bob_client = add_tech(&w, "bob");
+    let mut bob = watch_as(&w, &bob_client, "bob", &id);
+    vendor.expect("technician bob is watching");
+    bob.type_text("\x1df");
+    vendor.expect("technician bob froze your input");
+    alice.type_text("\x1dt");
+    vendor.expect("technician alice took over the keyboard");
+    alice.type_text("echo alice-$((20+1))\r");
+    bob.expect("alice-21");
+    alice.type_text("\x1dt");
+    vendor.expect("technician alice handed the keyboard back; your input stays frozen by bob");
+
+    let typed = w.path("typed-while-frozen");
+    vendor.type_text(&format!("touch {}\r", typed.display()));
+    vendor.expect("your input is discarded (frozen by bob)");
+    let listed = stdout(&w.console("sessions"));
+    assert!(listed.contains("frozen by bob"), "{listed}");
+
+    // Taken over again, and alice leaves holding the keyboard: still frozen by bob.
+    alice.type_text("\x1dt");
+    vendor.expect("technician alice took over the keyboard; your input is held\u{7}");
+    alice.type_text("\x1dd");
+    assert!(alice.wait(Duration::from_secs(15)).success());
+    vendor.expect("technician alice stopped watching");
+    w.eventually("the session frozen by bob again", || stdout(&w.console("sessions")).contains("frozen by bob"));
+    vendor.type_text(&format!("touch {}\r", typed.display()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!typed.exists(), "the vendor typed into the target while bob's freeze was in force");
+
+    // bob unfreezes: the vendor types again.
+    bob.type_text("\x1df");
+    vendor.expect("technician bob unfroze your input");
+    vendor.type_text(&format!("touch {}\r", typed.display()));
+    w.eventually("the vendor's command after the unfreeze", || typed.exists());
+}

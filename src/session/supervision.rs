@@ -218,6 +218,8 @@ impl Watching {
     pub fn toggle_freeze(&self) {
         let tech = &self.tech;
         let frozen = self.live.update(|s| {
+            // A freeze (or an unfreeze) now is the newest word: no older one comes back.
+            s.interrupted_freeze = None;
             s.input = match &s.input {
                 Input::Frozen(_) => Input::Open,
                 _ => Input::Frozen(tech.clone()),
@@ -235,17 +237,27 @@ impl Watching {
     /// Takes the keyboard over, or hands it back.
     pub fn toggle_takeover(&self) -> bool {
         let tech = &self.tech;
-        let taken = self.live.update(|s| {
-            s.input = match &s.input {
-                Input::TakenOver(by) if by == tech => Input::Open,
-                _ => Input::TakenOver(tech.clone()),
+        let input = self.live.update(|s| {
+            let (input, interrupted) = match (&s.input, s.interrupted_freeze.take()) {
+                // Handed back: to a freeze the take-over interrupted, if any.
+                (Input::TakenOver(by), freeze) if by == tech => (freeze.map_or(Input::Open, Input::Frozen), None),
+                (Input::Frozen(by), _) => (Input::TakenOver(tech.clone()), Some(by.clone())),
+                (_, freeze) => (Input::TakenOver(tech.clone()), freeze),
             };
-            matches!(s.input, Input::TakenOver(_))
+            s.input = input.clone();
+            s.interrupted_freeze = interrupted;
+            input
         });
-        let (kind, text) = if taken {
-            ("control.takeover", format!("technician {tech} took over the keyboard; your input is held"))
-        } else {
-            ("control.handback", format!("technician {tech} handed the keyboard back to you"))
+        let taken = matches!(input, Input::TakenOver(_));
+        let (kind, text) = match &input {
+            Input::TakenOver(_) => {
+                ("control.takeover", format!("technician {tech} took over the keyboard; your input is held"))
+            }
+            Input::Frozen(by) => (
+                "control.handback",
+                format!("technician {tech} handed the keyboard back; your input stays frozen by {by}"),
+            ),
+            _ => ("control.handback", format!("technician {tech} handed the keyboard back to you")),
         };
         announce(&self.gate, &self.live, tech, kind, text);
         taken
@@ -272,11 +284,17 @@ impl Drop for Watching {
             if let Some(i) = s.watchers.iter().position(|w| w == tech) {
                 s.watchers.remove(i);
             }
+            // A freeze goes with the technician who made it; one a take-over interrupted
+            // comes back when the one holding the keyboard leaves.
+            if s.interrupted_freeze.as_ref() == Some(tech) {
+                s.interrupted_freeze = None;
+            }
             if matches!(&s.input, Input::TakenOver(by) | Input::Frozen(by) if by == tech) {
-                s.input = Input::Open;
+                s.input = s.interrupted_freeze.take().map_or(Input::Open, Input::Frozen);
             }
             let paused = s.watchers.is_empty() && policy.require_supervisor && s.ended.is_none();
             if paused {
+                s.interrupted_freeze = None;
                 s.input = Input::Unsupervised;
                 s.unsupervised_since = Some(now);
             }
