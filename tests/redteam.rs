@@ -173,3 +173,19 @@ fn a_take_over_ending_does_not_lift_another_technicians_freeze() {
     vendor.type_text(&format!("touch {}\r", typed.display()));
     w.eventually("the vendor's command after the unfreeze", || typed.exists());
 }
+
+/// What the sanitizer let through before: DEC reports some terminals answer (supplemental
+/// set, displayed extent, key function modes), formatOtherKeys, alternate scroll (the
+/// wheel sent as arrow keys), the VT52 mode, and a mouse mode switched back on by a mode
+/// restore. None of them reaches the technician reading the recording over ssh.
+#[test]
+fn recordings_cat_over_ssh_drops_the_reports_and_key_modes_let_through_before() {
+    let w = World::new();
+    let sent = r#"printf 'a-\033[&u-b-\033["v-c-\033[+x-d-\033[>4;1f-e-\033[?1007h-f-\033[?2l-g-\033[?1000;25r-h\n'"#;
+    let out = w.exec(sent);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let printed = stdout(&w.console(&format!("recordings cat {id}")));
+    assert_eq!(printed, "a--b--c--d--e--f--g-\x1b[?25r-h\n");
+}
