@@ -189,3 +189,54 @@ fn recordings_cat_over_ssh_drops_the_reports_and_key_modes_let_through_before() 
     let printed = stdout(&w.console(&format!("recordings cat {id}")));
     assert_eq!(printed, "a--b--c--d--e--f--g-\x1b[?25r-h\n");
 }
+
+/// A client of its own (not OpenSSH) sends a channel's requests as it likes.
+struct AnyKey;
+
+impl russh::client::Handler for AnyKey {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, _key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// A channel runs one command, its first: a second exec request on the same channel
+/// (sent while the session waits for a technician) changed what the listing named, so the
+/// technician joined to a harmless-looking command while the first one ran.
+#[test]
+fn a_second_exec_request_on_a_channel_does_not_rename_what_runs() {
+    let w = supervised_world();
+    let ran = w.path("first-ran");
+    // Its connection runs on the runtime's worker while the test polls the bastion.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let first = format!("touch {}", ran.display());
+    let (session, channel) = rt.block_on(async {
+        let config = std::sync::Arc::new(russh::client::Config::default());
+        let mut session = russh::client::connect(config, ("127.0.0.1", w.bastion.port), AnyKey).await.unwrap();
+        let key = russh::keys::load_secret_key(&w.vendor.key, None).unwrap();
+        let key = russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None);
+        assert!(session.authenticate_publickey("acme:erp01", key).await.unwrap().success());
+        let channel = session.channel_open_session().await.unwrap();
+        channel.exec(true, first.as_str()).await.unwrap();
+        channel.exec(true, "echo harmless").await.unwrap();
+        (session, channel)
+    });
+    let mut listed = String::new();
+    w.eventually("the waiting channel listed with its command", || {
+        listed = stdout(&w.console("sessions"));
+        listed.contains("channel 1  exec")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let listed = stdout(&w.console("sessions"));
+    assert!(listed.contains(&format!("channel 1  exec {first:?}  waiting")), "{listed}");
+    assert!(!listed.contains("harmless"), "{listed}");
+
+    let id = w.live_session();
+    let _alice = watch(&w, "alice", &id);
+    w.eventually("the first command run", || ran.exists());
+    let listed = stdout(&w.console("sessions"));
+    assert!(listed.contains(&format!("channel 1  exec {first:?}")) && !listed.contains("harmless"), "{listed}");
+    drop(channel);
+    drop(session);
+}

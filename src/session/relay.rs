@@ -87,11 +87,12 @@ impl ChannelRelay {
         } = self;
         let vendor_id = vendor.id();
         let terminal = AtomicBool::new(false);
+        let requested = AtomicBool::new(false);
         let (vendor_rx, vendor_tx) = vendor.split();
         let (upstream_rx, upstream_tx) = upstream.split();
 
         let end = tokio::select! {
-            end = to_target(vendor_rx, early, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live, terminal: &terminal, gate: &gate, number, id: vendor_id, mirror: &mirror }, takeover, input) => end,
+            end = to_target(vendor_rx, early, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live, terminal: &terminal, requested: &requested, gate: &gate, number, id: vendor_id, mirror: &mirror }, takeover, input) => end,
             end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder, &live, &mirror) => end,
             end = follow_notices(&mut notices, &vendor_tx, &recorder, &terminal, &live) => end,
             _ = recorder.failed() => End::RecordingFailed,
@@ -295,6 +296,9 @@ struct Shell<'a> {
     live: &'a Live,
     /// Set when the vendor asked for a pty: the channel is a terminal.
     terminal: &'a AtomicBool,
+    /// Set by the channel's first shell or command request: a channel runs one, and a
+    /// later request would only rename it in the listing and the recording.
+    requested: &'a AtomicBool,
     gate: &'a Gate,
     /// The channel's number in the session and its vendor-side id (its listing's key).
     number: usize,
@@ -347,7 +351,9 @@ async fn forward_to_target(
         ChannelMsg::SetEnv { variable_name, variable_value, .. } if env_allowed(&variable_name) => {
             tx.set_env(false, variable_name, variable_value).await
         }
+        ChannelMsg::RequestShell { .. } | ChannelMsg::Exec { .. } if shell.requested.load(Ordering::Relaxed) => Ok(()),
         ChannelMsg::RequestShell { .. } => {
+            shell.requested.store(true, Ordering::Relaxed);
             if let Some(reason) = shell.held(Request::Shell) {
                 return Forwarded::Held(reason);
             }
@@ -365,6 +371,7 @@ async fn forward_to_target(
         // Refused by the gate; the vendor's client sees the failure and closes.
         ChannelMsg::Exec { command, .. } if is_file_transfer(&command) => Ok(()),
         ChannelMsg::Exec { command, .. } => {
+            shell.requested.store(true, Ordering::Relaxed);
             let shown = String::from_utf8_lossy(&command).into_owned();
             if let Some(reason) = shell.held(Request::Exec(shown.clone())) {
                 return Forwarded::Held(reason);

@@ -125,6 +125,9 @@ async fn intake(mut channel: Channel<Msg>, number: usize, live: Arc<Live>, stop:
     let mut early = Vec::new();
     let id = channel.id();
     let mut told = false;
+    // A channel runs one shell or command, its first request: a later one would change
+    // what the listing names (what the technician joins to) without changing what runs.
+    let mut requested = false;
     loop {
         let msg = tokio::select! {
             msg = channel.wait() => msg,
@@ -141,9 +144,14 @@ async fn intake(mut channel: Channel<Msg>, number: usize, live: Arc<Live>, stop:
                 }
                 continue;
             }
+            ChannelMsg::RequestShell { .. } | ChannelMsg::Exec { .. } if requested => continue,
             ChannelMsg::RequestPty { .. } => live.channel_pty(id),
-            ChannelMsg::RequestShell { .. } => live.channel_request(id, Request::Shell),
-            ChannelMsg::Exec { command, .. } => {
+            ChannelMsg::RequestShell { .. } => {
+                requested = true;
+                live.channel_request(id, Request::Shell)
+            }
+            ChannelMsg::Exec { command, .. } if !crate::policy::is_file_transfer(command) => {
+                requested = true;
                 live.channel_request(id, Request::Exec(String::from_utf8_lossy(command).into_owned()))
             }
             _ => {}
