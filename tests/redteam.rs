@@ -240,3 +240,39 @@ fn a_second_exec_request_on_a_channel_does_not_rename_what_runs() {
     drop(channel);
     drop(session);
 }
+
+/// Keystrokes typed during a freeze are discarded even when they wait in the bastion
+/// behind input the target has not taken yet: the vendor fills the target's window (a
+/// command that does not read), types during the freeze, and the queue drains after it.
+#[test]
+fn input_typed_during_a_freeze_is_discarded_even_if_it_waited_behind_a_full_target() {
+    use std::io::Write;
+    let w = supervised_world();
+    let (vendor, sock, _id, mut alice) = watched_master(&w);
+    let (go, out) = (w.path("go"), w.path("received.txt"));
+    let command = format!("while [ ! -e {} ]; do sleep 0.1; done; cat > {}", go.display(), out.display());
+    let mut cat = via_master(&w, &sock, &command).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut input = cat.stdin.take().unwrap();
+    // More than the target's channel window and pipe hold: the rest waits in the bastion.
+    let padding = vec![b'.'; 6 << 20];
+    input.write_all(&padding).unwrap();
+    input.write_all(b"\nbefore\n").unwrap();
+    input.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    alice.type_text("\x1df");
+    vendor.expect("technician alice froze your input");
+    input.write_all(b"during\n").unwrap();
+    input.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    alice.type_text("\x1df");
+    vendor.expect("technician alice unfroze your input");
+    input.write_all(b"after\n").unwrap();
+    input.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&go, "").unwrap();
+    drop(input);
+    let result = cat.wait_with_output().unwrap();
+    let received = std::fs::read(&out).unwrap();
+    let tail = String::from_utf8_lossy(&received[padding.len()..]).into_owned();
+    assert_eq!(tail, "\nbefore\nafter\n", "{}", stderr(&result));
+}

@@ -188,11 +188,16 @@ async fn to_target(
     mut takeover: Option<mpsc::Receiver<Bytes>>,
     budget: Arc<Semaphore>,
 ) -> End {
-    let (queue_tx, mut queue) = mpsc::unbounded_channel::<(ChannelMsg, Option<OwnedSemaphorePermit>)>();
-    // Bounded by the read-ahead of a waiting channel (a few requests).
+    // Each message with the input state it arrived in: input typed while held stays
+    // discarded even if it waited behind input the target had not taken yet, and the
+    // queue drains after the hold ended.
+    let (queue_tx, mut queue) = mpsc::unbounded_channel::<(ChannelMsg, Option<OwnedSemaphorePermit>, Input)>();
+    // Bounded by the read-ahead of a waiting channel (a few requests); none of it is typed
+    // input (a waiting channel's data is discarded).
     for msg in early {
-        let _ = queue_tx.send((msg, None));
+        let _ = queue_tx.send((msg, None, Input::Open));
     }
+    let live = shell.live;
     let reader = async move {
         while let Some(msg) = rx.wait().await {
             let permit = match &msg {
@@ -206,7 +211,7 @@ async fn to_target(
                 _ => None,
             };
             let close = matches!(msg, ChannelMsg::Close);
-            if queue_tx.send((msg, permit)).is_err() || close {
+            if queue_tx.send((msg, permit, live.input())).is_err() || close {
                 return;
             }
         }
@@ -224,16 +229,18 @@ async fn to_target(
         loop {
             let forwarded = tokio::select! {
                 queued = queue.recv() => match queued {
-                    Some((size @ ChannelMsg::WindowChange { .. }, _permit)) if shell.live.input() != Input::Open => {
+                    Some((size @ ChannelMsg::WindowChange { .. }, _permit, _)) if shell.live.input() != Input::Open => {
                         held_size = Some(size);
                         Forwarded::Yes
                     }
-                    Some((ChannelMsg::Data { data }, _permit)) => match shell.live.input() {
-                        Input::Open => {
+                    // A signal is input too: held with the keystrokes.
+                    Some((ChannelMsg::Signal { .. }, _permit, arrived)) if arrived != Input::Open => Forwarded::Yes,
+                    Some((ChannelMsg::Data { data }, _permit, arrived)) => match (arrived, shell.live.input()) {
+                        (Input::Open, Input::Open) => {
                             told = Input::Open;
                             forward_to_target(ChannelMsg::Data { data }, tx, recorder, &mut term, &shell).await
                         }
-                        held => {
+                        (Input::Open, held) | (held, _) => {
                             if held != told {
                                 let text = format!("your input is discarded ({})", held.describe());
                                 tell_vendor(shell.vendor, recorder, &text).await;
@@ -242,7 +249,7 @@ async fn to_target(
                             Forwarded::Yes
                         }
                     },
-                    Some((msg, _permit)) => forward_to_target(msg, tx, recorder, &mut term, &shell).await,
+                    Some((msg, _permit, _)) => forward_to_target(msg, tx, recorder, &mut term, &shell).await,
                     None => return End::Vendor,
                 },
                 // (The sender lives in `Live`, which outlives this relay.)
