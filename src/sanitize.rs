@@ -10,11 +10,12 @@
 //!   Gone are status and cursor reports (`CSI n`), device attributes (`CSI c`, `>c`,
 //!   `=c`, `ESC Z`), window reports and operations (`CSI t`), mode and state reports
 //!   (`CSI $p`, `$u`, `$w`), terminal parameters (`CSI x`), XTVERSION, XTQMODKEYS,
-//!   XTSMGRAPHICS, checksums (`CSI *y`), locator and colour reports, media copy (`CSI i`)
-//!   and ENQ (answerback).
+//!   XTSMGRAPHICS, checksums (`CSI *y`), locator and colour reports, media copy (`CSI i`),
+//!   the DEC reports `CSI & u`, `CSI " v`, `CSI + x`, and ENQ (answerback).
 //! - Nothing that changes what the watcher's keys send (kitty keyboard flags,
-//!   modifyOtherKeys, 8-bit controls, keyboard lock) or makes the terminal report the
-//!   mouse, focus, resizes or theme changes on its own.
+//!   modifyOtherKeys and formatOtherKeys, 8-bit controls, keyboard lock, the VT52 mode) or
+//!   makes the terminal report the mouse (the wheel as arrow keys too), focus, resizes or
+//!   theme changes on its own, set or restored (XTRESTORE).
 //!
 //! Everything else, colours and cursor movement included, passes unchanged. Both 7-bit
 //! (`ESC [`) and 8-bit forms (U+009B, C2 9B in UTF-8) are recognised. A lone C1 byte
@@ -36,9 +37,14 @@ pub const MAX_SEQUENCE: usize = 256;
 /// Private modes (DECSET) that make the terminal send reports without anyone typing:
 /// mouse tracking and its encodings (9, 1000-1006, 1015, 1016), focus events (1004),
 /// theme change reports (2031) and in-band resize reports (2048); and Windows Terminal's
-/// win32-input-mode (9001), which turns every key (Ctrl-] too) into a report.
-const REPORTING_MODES: &[&[u8]] =
-    &[b"9", b"1000", b"1001", b"1002", b"1003", b"1004", b"1005", b"1006", b"1015", b"1016", b"2031", b"2048", b"9001"];
+/// win32-input-mode (9001), which turns every key (Ctrl-] too) into a report; alternate
+/// scroll (1007), which turns the mouse wheel into arrow keys; and the VT52 mode (2
+/// reset), in which the keys send other codes and the terminal reads another language.
+/// Taken out of mode restores (XTRESTORE) too: a saved mode would come back on.
+const REPORTING_MODES: &[&[u8]] = &[
+    b"2", b"9", b"1000", b"1001", b"1002", b"1003", b"1004", b"1005", b"1006", b"1007", b"1015", b"1016", b"2031",
+    b"2048", b"9001",
+];
 
 #[derive(Debug, Default)]
 pub struct Sanitizer {
@@ -300,13 +306,18 @@ fn csi_shown(sequence: &[u8]) -> Option<Vec<u8>> {
         (_, b"'", b'w' | b'z' | b'{' | b'|') => true,
         // XTREPORTSGR, XTREPORTCOLORS.
         (_, b"#", b'|' | b'R') => true,
+        // User-preferred supplemental set, displayed extent, key function modes (DEC
+        // reports some terminals answer).
+        (_, b"&", b'u') | (_, b"\"", b'v') | (_, b"+", b'x') => true,
+        // formatOtherKeys: the form modified keys are sent in.
+        (Some(b'>'), b"", b'f') => true,
         _ => false,
     };
     if answers {
         return None;
     }
     let forbidden: &[&[u8]] = match (prefix, intermediates, last) {
-        (Some(b'?'), b"", b'h' | b'l') => REPORTING_MODES,
+        (Some(b'?'), b"", b'h' | b'l' | b'r') => REPORTING_MODES,
         // Keyboard action mode: locks the keyboard (the watcher's control keys too).
         (None, b"", b'h' | b'l') => &[b"2"],
         _ => return Some(sequence.to_vec()),
@@ -500,7 +511,15 @@ mod tests {
             "[?1000;1002;1006h",
             "[?2048h",
             "[?9001h",
+            "[?1007h",
+            "[?2l",
+            "[?1000;1006r",
             "[2h",
+            // DEC reports: supplemental set, displayed extent, key function modes.
+            "[&u",
+            "[\"v",
+            "[+x",
+            "[>4;1f",
             // Control strings: colour queries, clipboard read, DECRQSS, XTGETTCAP, kitty.
             "]4;1;?\u{7}",
             "]10;?\u{7}",
@@ -567,6 +586,8 @@ mod tests {
         check_every_cut(b"\x1b[?1049;1000;25h", b"\x1b[?1049;25h");
         check_every_cut(b"\xc2\x9b?1006;2004l", b"\xc2\x9b?2004l");
         check_every_cut(b"\x1b[2;4h", b"\x1b[4h");
+        // XTRESTORE would switch a saved mouse mode back on; the other modes restore.
+        check_every_cut(b"\x1b[?1049;1000r", b"\x1b[?1049r");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod exact_bytes;
 mod hostile;
 mod readers;
 mod recording;
+mod redteam;
 mod refusals;
 mod relay;
 mod supervision;

@@ -87,7 +87,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                                 text::clock(line.time_ms),
                                 s.vendor,
                                 s.target,
-                                line.text
+                                crate::sanitize::printable_line(&line.text)
                             );
                         }
                     };
@@ -132,7 +132,14 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
                 // Printed as they come, none held (a crafted recording may have millions).
                 text::each_line(&mut reader, |kind, line| {
                     if kind == text::Kind::Typed {
-                        writeln!(out, "{}  {}", text::clock(line.time_ms), line.text)?;
+                        // What the vendor typed may hold bidi overrides (the rest of the controls are
+                        // gone already): shown escaped, it reads as what ran.
+                        writeln!(
+                            out,
+                            "{}  {}",
+                            text::clock(line.time_ms),
+                            crate::sanitize::printable_line(&line.text)
+                        )?;
                     }
                     if hangup.happened() { Err(anyhow::anyhow!("the caller went away")) } else { Ok(()) }
                 })?;

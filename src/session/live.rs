@@ -56,6 +56,10 @@ pub struct Supervision {
     /// Technicians watching now (a name appears once per watch).
     pub watchers: Vec<String>,
     pub input: Input,
+    /// The freeze a take-over interrupted (by whom): handing the keyboard back, or its
+    /// holder leaving, restores it. Without it, one technician's take-over would silently
+    /// lift another's freeze.
+    pub interrupted_freeze: Option<String>,
     /// Minutes-before-end warnings already given.
     pub warned: Vec<i64>,
     /// Why the session was ended (once announced, it is closing). Kept, so that a channel
@@ -118,6 +122,7 @@ impl Live {
             supervision: Mutex::new(Supervision {
                 watchers: Vec::new(),
                 input,
+                interrupted_freeze: None,
                 warned: Vec::new(),
                 ended: None,
                 unsupervised_since: None,

@@ -87,11 +87,12 @@ impl ChannelRelay {
         } = self;
         let vendor_id = vendor.id();
         let terminal = AtomicBool::new(false);
+        let requested = AtomicBool::new(false);
         let (vendor_rx, vendor_tx) = vendor.split();
         let (upstream_rx, upstream_tx) = upstream.split();
 
         let end = tokio::select! {
-            end = to_target(vendor_rx, early, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live, terminal: &terminal, gate: &gate, number, id: vendor_id, mirror: &mirror }, takeover, input) => end,
+            end = to_target(vendor_rx, early, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live, terminal: &terminal, requested: &requested, gate: &gate, number, id: vendor_id, mirror: &mirror }, takeover, input) => end,
             end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder, &live, &mirror) => end,
             end = follow_notices(&mut notices, &vendor_tx, &recorder, &terminal, &live) => end,
             _ = recorder.failed() => End::RecordingFailed,
@@ -187,11 +188,16 @@ async fn to_target(
     mut takeover: Option<mpsc::Receiver<Bytes>>,
     budget: Arc<Semaphore>,
 ) -> End {
-    let (queue_tx, mut queue) = mpsc::unbounded_channel::<(ChannelMsg, Option<OwnedSemaphorePermit>)>();
-    // Bounded by the read-ahead of a waiting channel (a few requests).
+    // Each message with the input state it arrived in: input typed while held stays
+    // discarded even if it waited behind input the target had not taken yet, and the
+    // queue drains after the hold ended.
+    let (queue_tx, mut queue) = mpsc::unbounded_channel::<(ChannelMsg, Option<OwnedSemaphorePermit>, Input)>();
+    // Bounded by the read-ahead of a waiting channel (a few requests); none of it is typed
+    // input (a waiting channel's data is discarded).
     for msg in early {
-        let _ = queue_tx.send((msg, None));
+        let _ = queue_tx.send((msg, None, Input::Open));
     }
+    let live = shell.live;
     let reader = async move {
         while let Some(msg) = rx.wait().await {
             let permit = match &msg {
@@ -205,7 +211,7 @@ async fn to_target(
                 _ => None,
             };
             let close = matches!(msg, ChannelMsg::Close);
-            if queue_tx.send((msg, permit)).is_err() || close {
+            if queue_tx.send((msg, permit, live.input())).is_err() || close {
                 return;
             }
         }
@@ -214,15 +220,27 @@ async fn to_target(
         let mut term = Term { cols: 80, rows: 24, kind: None };
         // The input state the vendor was last told about, so a held key is told once.
         let mut told = Input::Open;
+        // A window change is input too: two numbers of the vendor's choosing and a signal
+        // to the program in front, as often as the vendor likes. While input is held it
+        // waits, not lost: the newest size (each replaces the last, so one message at
+        // most) reaches the target when input opens again.
+        let mut held_size: Option<ChannelMsg> = None;
+        let mut changed = shell.live.subscribe();
         loop {
             let forwarded = tokio::select! {
                 queued = queue.recv() => match queued {
-                    Some((ChannelMsg::Data { data }, _permit)) => match shell.live.input() {
-                        Input::Open => {
+                    Some((size @ ChannelMsg::WindowChange { .. }, _permit, _)) if shell.live.input() != Input::Open => {
+                        held_size = Some(size);
+                        Forwarded::Yes
+                    }
+                    // A signal is input too: held with the keystrokes.
+                    Some((ChannelMsg::Signal { .. }, _permit, arrived)) if arrived != Input::Open => Forwarded::Yes,
+                    Some((ChannelMsg::Data { data }, _permit, arrived)) => match (arrived, shell.live.input()) {
+                        (Input::Open, Input::Open) => {
                             told = Input::Open;
                             forward_to_target(ChannelMsg::Data { data }, tx, recorder, &mut term, &shell).await
                         }
-                        held => {
+                        (Input::Open, held) | (held, _) => {
                             if held != told {
                                 let text = format!("your input is discarded ({})", held.describe());
                                 tell_vendor(shell.vendor, recorder, &text).await;
@@ -231,8 +249,16 @@ async fn to_target(
                             Forwarded::Yes
                         }
                     },
-                    Some((msg, _permit)) => forward_to_target(msg, tx, recorder, &mut term, &shell).await,
+                    Some((msg, _permit, _)) => forward_to_target(msg, tx, recorder, &mut term, &shell).await,
                     None => return End::Vendor,
+                },
+                // (The sender lives in `Live`, which outlives this relay.)
+                Ok(()) = changed.changed(), if held_size.is_some() => match (shell.live.input(), held_size.take()) {
+                    (Input::Open, Some(size)) => forward_to_target(size, tx, recorder, &mut term, &shell).await,
+                    (_, size) => {
+                        held_size = size;
+                        Forwarded::Yes
+                    }
                 },
                 // The technician types: recorded as input, like the vendor's.
                 Some(keys) = async { takeover.as_mut()?.recv().await }, if takeover.is_some() => {
@@ -277,6 +303,9 @@ struct Shell<'a> {
     live: &'a Live,
     /// Set when the vendor asked for a pty: the channel is a terminal.
     terminal: &'a AtomicBool,
+    /// Set by the channel's first shell or command request: a channel runs one, and a
+    /// later request would only rename it in the listing and the recording.
+    requested: &'a AtomicBool,
     gate: &'a Gate,
     /// The channel's number in the session and its vendor-side id (its listing's key).
     number: usize,
@@ -329,7 +358,9 @@ async fn forward_to_target(
         ChannelMsg::SetEnv { variable_name, variable_value, .. } if env_allowed(&variable_name) => {
             tx.set_env(false, variable_name, variable_value).await
         }
+        ChannelMsg::RequestShell { .. } | ChannelMsg::Exec { .. } if shell.requested.load(Ordering::Relaxed) => Ok(()),
         ChannelMsg::RequestShell { .. } => {
+            shell.requested.store(true, Ordering::Relaxed);
             if let Some(reason) = shell.held(Request::Shell) {
                 return Forwarded::Held(reason);
             }
@@ -347,6 +378,7 @@ async fn forward_to_target(
         // Refused by the gate; the vendor's client sees the failure and closes.
         ChannelMsg::Exec { command, .. } if is_file_transfer(&command) => Ok(()),
         ChannelMsg::Exec { command, .. } => {
+            shell.requested.store(true, Ordering::Relaxed);
             let shown = String::from_utf8_lossy(&command).into_owned();
             if let Some(reason) = shell.held(Request::Exec(shown)) {
                 return Forwarded::Held(reason);

@@ -125,6 +125,9 @@ async fn intake(mut channel: Channel<Msg>, number: usize, live: Arc<Live>, stop:
     let mut early = Vec::new();
     let id = channel.id();
     let mut told = false;
+    // A channel runs one shell or command, its first request: a later one would change
+    // what the listing names (what the technician joins to) without changing what runs.
+    let mut requested = false;
     loop {
         let msg = tokio::select! {
             msg = channel.wait() => msg,
@@ -141,9 +144,14 @@ async fn intake(mut channel: Channel<Msg>, number: usize, live: Arc<Live>, stop:
                 }
                 continue;
             }
+            ChannelMsg::RequestShell { .. } | ChannelMsg::Exec { .. } if requested => continue,
             ChannelMsg::RequestPty { .. } => live.channel_pty(id),
-            ChannelMsg::RequestShell { .. } => live.channel_request(id, Request::Shell),
-            ChannelMsg::Exec { command, .. } => {
+            ChannelMsg::RequestShell { .. } => {
+                requested = true;
+                live.channel_request(id, Request::Shell)
+            }
+            ChannelMsg::Exec { command, .. } if !crate::policy::is_file_transfer(command) => {
+                requested = true;
                 live.channel_request(id, Request::Exec(String::from_utf8_lossy(command).into_owned()))
             }
             _ => {}
@@ -218,6 +226,8 @@ impl Watching {
     pub fn toggle_freeze(&self) {
         let tech = &self.tech;
         let frozen = self.live.update(|s| {
+            // A freeze (or an unfreeze) now is the newest word: no older one comes back.
+            s.interrupted_freeze = None;
             s.input = match &s.input {
                 Input::Frozen(_) => Input::Open,
                 _ => Input::Frozen(tech.clone()),
@@ -235,17 +245,27 @@ impl Watching {
     /// Takes the keyboard over, or hands it back.
     pub fn toggle_takeover(&self) -> bool {
         let tech = &self.tech;
-        let taken = self.live.update(|s| {
-            s.input = match &s.input {
-                Input::TakenOver(by) if by == tech => Input::Open,
-                _ => Input::TakenOver(tech.clone()),
+        let input = self.live.update(|s| {
+            let (input, interrupted) = match (&s.input, s.interrupted_freeze.take()) {
+                // Handed back: to a freeze the take-over interrupted, if any.
+                (Input::TakenOver(by), freeze) if by == tech => (freeze.map_or(Input::Open, Input::Frozen), None),
+                (Input::Frozen(by), _) => (Input::TakenOver(tech.clone()), Some(by.clone())),
+                (_, freeze) => (Input::TakenOver(tech.clone()), freeze),
             };
-            matches!(s.input, Input::TakenOver(_))
+            s.input = input.clone();
+            s.interrupted_freeze = interrupted;
+            input
         });
-        let (kind, text) = if taken {
-            ("control.takeover", format!("technician {tech} took over the keyboard; your input is held"))
-        } else {
-            ("control.handback", format!("technician {tech} handed the keyboard back to you"))
+        let taken = matches!(input, Input::TakenOver(_));
+        let (kind, text) = match &input {
+            Input::TakenOver(_) => {
+                ("control.takeover", format!("technician {tech} took over the keyboard; your input is held"))
+            }
+            Input::Frozen(by) => (
+                "control.handback",
+                format!("technician {tech} handed the keyboard back; your input stays frozen by {by}"),
+            ),
+            _ => ("control.handback", format!("technician {tech} handed the keyboard back to you")),
         };
         announce(&self.gate, &self.live, tech, kind, text);
         taken
@@ -272,11 +292,17 @@ impl Drop for Watching {
             if let Some(i) = s.watchers.iter().position(|w| w == tech) {
                 s.watchers.remove(i);
             }
+            // A freeze goes with the technician who made it; one a take-over interrupted
+            // comes back when the one holding the keyboard leaves.
+            if s.interrupted_freeze.as_ref() == Some(tech) {
+                s.interrupted_freeze = None;
+            }
             if matches!(&s.input, Input::TakenOver(by) | Input::Frozen(by) if by == tech) {
-                s.input = Input::Open;
+                s.input = s.interrupted_freeze.take().map_or(Input::Open, Input::Frozen);
             }
             let paused = s.watchers.is_empty() && policy.require_supervisor && s.ended.is_none();
             if paused {
+                s.interrupted_freeze = None;
                 s.input = Input::Unsupervised;
                 s.unsupervised_since = Some(now);
             }
