@@ -309,6 +309,15 @@ async fn forward_to_target(
 
 /// Target → vendor: output, stderr, exit status or signal, EOF. Returns when the target
 /// closes the channel.
+///
+/// The target's EOF is passed on only after its exit status (or, without one, with its
+/// close). OpenSSH's sshd sends EOF first, the exit status when the command has been
+/// reaped, then its close; an OpenSSH client whose input is done answers our EOF with its
+/// own close at once, and russh replies to that close on the spot: the exit status that
+/// arrives a moment later could no longer be sent, the client exited 255 and the recording
+/// had none. Seen with ten commands at once through one ControlMaster, where the client's
+/// answer comes quicker than the target's status. Once the exit status went first, the
+/// client has it before it can close.
 async fn to_vendor(
     mut rx: ChannelReadHalf,
     tx: &ChannelWriteHalf<ServerMsg>,
@@ -316,6 +325,7 @@ async fn to_vendor(
     recorder: &Recorder,
     live: &Live,
 ) -> End {
+    let mut eof = Eof::NotYet;
     while let Some(msg) = rx.wait().await {
         let sent = match msg {
             // Recorded first, then mirrored (never waits), then sent.
@@ -333,19 +343,32 @@ async fn to_vendor(
                 live.mirror.output(data.clone());
                 tx.extended_data_bytes(ext, data).await.is_ok()
             }
-            ChannelMsg::Eof => tx.eof().await.is_ok(),
-            ChannelMsg::Close => break,
+            ChannelMsg::Eof if eof == Eof::StatusSent => {
+                eof = Eof::Sent;
+                tx.eof().await.is_ok()
+            }
+            ChannelMsg::Eof => {
+                eof = Eof::Held;
+                true
+            }
+            ChannelMsg::Close => {
+                if eof == Eof::Held {
+                    let _ = tx.eof().await;
+                }
+                break;
+            }
             ChannelMsg::ExitStatus { exit_status } => {
                 if recorder.record(Event::Exit(i64::from(exit_status))).await.is_err() {
                     return End::RecordingFailed;
                 }
-                tx.exit_status(exit_status).await.is_ok()
+                tx.exit_status(exit_status).await.is_ok() && eof.status_sent(tx).await
             }
             ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
                 if recorder.record(Event::Exit(128 + signal_number(&signal_name))).await.is_err() {
                     return End::RecordingFailed;
                 }
                 server.exit_signal_request(tx.id(), signal_name, core_dumped, error_message, lang_tag).await.is_ok()
+                    && eof.status_sent(tx).await
             }
             // Only shell and exec are sent wanting a reply: a failure means no session.
             ChannelMsg::Failure => return End::Refused,
@@ -356,6 +379,36 @@ async fn to_vendor(
         }
     }
     End::Target
+}
+
+/// Where the target's EOF is on its way to the vendor (see [`to_vendor`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Eof {
+    /// Neither EOF nor exit status yet.
+    NotYet,
+    /// The target sent EOF; it waits for the exit status (or the close).
+    Held,
+    /// The exit status went to the vendor; an EOF now goes straight on.
+    StatusSent,
+    /// The vendor has the EOF.
+    Sent,
+}
+
+impl Eof {
+    /// The exit status (or signal) has gone to the vendor: a held EOF follows it.
+    async fn status_sent(&mut self, tx: &ChannelWriteHalf<ServerMsg>) -> bool {
+        match *self {
+            Eof::Held => {
+                *self = Eof::Sent;
+                tx.eof().await.is_ok()
+            }
+            Eof::NotYet => {
+                *self = Eof::StatusSent;
+                true
+            }
+            Eof::StatusSent | Eof::Sent => true,
+        }
+    }
 }
 
 /// The number a shell reports for a signal (`128 + n` is the conventional exit status).
