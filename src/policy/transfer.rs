@@ -280,7 +280,7 @@ fn split_commands(text: &str) -> Vec<Vec<String>> {
 /// The first bytes a vendor sends on a channel without a terminal, when they open a
 /// transfer protocol that a disguised command started: SFTP's `SSH_FXP_INIT` (uint32
 /// length, byte 1, uint32 version 1-6), rsync's protocol version (a little-endian int32 in
-/// rsync's range), or legacy scp's file or directory line (`C0644 12 name`) or its
+/// rsync's range, then its checksum list or file list), or legacy scp's file or directory line (`C0644 12 name`) or its
 /// go-ahead byte (a lone NUL, when the client receives). `first` is what arrived first on
 /// the channel.
 pub fn sniff_transfer(first: &[u8]) -> Option<Transfer> {
@@ -290,7 +290,7 @@ pub fn sniff_transfer(first: &[u8]) -> Option<Transfer> {
         {
             Some(Transfer::Sftp)
         }
-        [version, 0, 0, 0] if (20..=40).contains(version) => Some(Transfer::Rsync),
+        [version, 0, 0, 0, ..] if (20..=40).contains(version) => Some(Transfer::Rsync),
         [0] => Some(Transfer::Scp),
         [kind @ (b'C' | b'D'), rest @ ..] if scp_line(*kind, rest) => Some(Transfer::Scp),
         _ => None,
@@ -408,11 +408,12 @@ mod tests {
 
     #[test]
     fn transfer_openings_are_recognised_and_text_is_not() {
-        let yes: [(&[u8], Transfer); 7] = [
+        let yes: [(&[u8], Transfer); 8] = [
             (&[0, 0, 0, 5, 1, 0, 0, 0, 3], Transfer::Sftp),
             (&[0, 0, 0, 25, 1, 0, 0, 0, 3, 0, 0, 0, 4], Transfer::Sftp),
             (&[0, 0, 0, 5, 1, 0, 0, 0, 6], Transfer::Sftp),
             (&[31, 0, 0, 0], Transfer::Rsync),
+            (b"\x20\0\0\0\x1exxh128 xxh3 xxh64 md5 md4 sha1", Transfer::Rsync),
             (&[0], Transfer::Scp),
             (b"C0644 12 notes.txt\n", Transfer::Scp),
             (b"D0755 0 dir\n", Transfer::Scp),
@@ -421,12 +422,12 @@ mod tests {
             assert_eq!(sniff_transfer(bytes), Some(kind), "{bytes:?}");
         }
         let no: [&[u8]; 10] = [
+            &[31, 0, 0],
             b"ls -l\n",
             b"echo hi\n",
             b"",
             &[0, 0, 0, 5, 2, 0, 0, 0, 3],
             &[0, 0, 0, 5, 1, 0, 0, 0, 9],
-            &[31, 0, 0, 0, 1],
             &[0, 0],
             b"C0644 notes\n",
             b"Cat file\n",

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
 use super::{Input, Live, Notice};
-use crate::policy::{env_allowed, is_file_transfer};
+use crate::gate::{Refusals, Refused, shown};
+use crate::policy::{Transfer, env_allowed, is_file_transfer, sniff_transfer};
 use crate::recording::{Event, Recorder, Term};
 use bytes::Bytes;
 
@@ -36,6 +37,9 @@ pub struct ChannelRelay {
     /// Room for vendor input waiting for the target, shared by the session's channels
     /// (see [`input_budget`]).
     pub input: Arc<Semaphore>,
+    /// The connection's refusals: their markers go into the first recording that has
+    /// started, and a transfer recognised here is one of them.
+    pub refusals: Arc<Refusals>,
 }
 
 /// Why a relay ended, which decides how the two sides are closed.
@@ -51,25 +55,41 @@ enum End {
     RecordingFailed,
     /// The session was ended (window over, booking cancelled, shutdown); the reason.
     Ended(String),
+    /// The vendor's first bytes opened a file transfer protocol (the vendor was told).
+    FileTransfer,
 }
 
 impl ChannelRelay {
     pub async fn run(self) {
-        let ChannelRelay { vendor, upstream, server, recorder, mut notices, banner, live, takeover, input } = self;
+        let ChannelRelay { vendor, upstream, server, recorder, mut notices, banner, live, takeover, input, refusals } =
+            self;
         let vendor_id = vendor.id();
         let terminal = AtomicBool::new(false);
+        let started = AtomicBool::new(false);
         let (vendor_rx, vendor_tx) = vendor.split();
         let (upstream_rx, upstream_tx) = upstream.split();
+        let shell = Shell {
+            vendor: &vendor_tx,
+            banner: &banner,
+            live: &live,
+            terminal: &terminal,
+            started: &started,
+            refusals: &refusals,
+        };
 
         let end = tokio::select! {
-            end = to_target(vendor_rx, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live, terminal: &terminal }, takeover, input) => end,
+            end = to_target(vendor_rx, &upstream_tx, &recorder, shell, takeover, input) => end,
             end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder, &live) => end,
             end = follow_notices(&mut notices, &vendor_tx, &recorder, &terminal, &live) => end,
             _ = recorder.failed() => End::RecordingFailed,
         };
 
+        // Refusals noted while this channel ended are on its timeline too.
+        if started.load(Ordering::Relaxed) {
+            record_refusals(&refusals, &recorder).await;
+        }
         let notice = match &end {
-            End::Target | End::Vendor => None,
+            End::Target | End::Vendor | End::FileTransfer => None,
             End::Refused => Some("the target refused to start the shell or command"),
             End::RecordingFailed => Some("the recording cannot be written, so the session has been ended"),
             End::Ended(reason) => Some(reason.as_str()),
@@ -85,6 +105,14 @@ impl ChannelRelay {
             let _ = upstream_tx.close().await;
         }
         tracing::debug!(channel = %vendor_id, "relay ended: {end:?}");
+    }
+}
+
+/// Records the refusals' markers not recorded yet (the recording has started). A
+/// failure to record is the relay's to notice on the next event.
+async fn record_refusals(refusals: &Refusals, recorder: &Recorder) {
+    for text in refusals.take_markers() {
+        let _ = recorder.record(Event::Marker(text)).await;
     }
 }
 
@@ -179,12 +207,22 @@ async fn to_target(
         let mut term = Term { cols: 80, rows: 24, kind: None };
         // The input state the vendor was last told about, so a held key is told once.
         let mut told = Input::Open;
+        let mut sniff = Sniff::default();
+        let mut refused = shell.refusals.subscribe();
         loop {
             let forwarded = tokio::select! {
                 queued = queue.recv() => match queued {
                     Some((ChannelMsg::Data { data }, _permit)) => match shell.live.input() {
                         Input::Open => {
                             told = Input::Open;
+                            if sniff.refused {
+                                // Refused by the gate: nothing runs on the target to read it.
+                                continue;
+                            }
+                            if let Some(transfer) = sniff.first_bytes(&data, &shell) {
+                                refuse_transfer(transfer, &sniff, &shell).await;
+                                return End::FileTransfer;
+                            }
                             forward_to_target(ChannelMsg::Data { data }, tx, recorder, &mut term, &shell).await
                         }
                         held => {
@@ -196,9 +234,17 @@ async fn to_target(
                             Forwarded::Yes
                         }
                     },
-                    Some((msg, _permit)) => forward_to_target(msg, tx, recorder, &mut term, &shell).await,
+                    Some((msg, _permit)) => {
+                        sniff.request(&msg);
+                        forward_to_target(msg, tx, recorder, &mut term, &shell).await
+                    }
                     None => return End::Vendor,
                 },
+                // A refusal elsewhere on the connection: on this channel's timeline.
+                Ok(()) = refused.changed(), if shell.started.load(Ordering::Relaxed) => {
+                    record_refusals(shell.refusals, recorder).await;
+                    Forwarded::Yes
+                }
                 // The technician types: recorded as input, like the vendor's.
                 Some(keys) = async { takeover.as_mut()?.recv().await }, if takeover.is_some() => {
                     if matches!(shell.live.input(), Input::TakenOver(_)) {
@@ -231,6 +277,68 @@ enum Forwarded {
     TargetGone,
 }
 
+/// How much of a channel's first input is looked at for a transfer protocol's opening:
+/// a disguised command's client speaks first, at once; a transfer hidden behind this much
+/// of a shell script is beyond what sniffing is for.
+const SNIFF_BYTES: usize = 64 * 1024;
+
+/// Watching the vendor's first bytes on a shell or command without a terminal for a
+/// transfer protocol that the command line did not show ([`sniff_transfer`]).
+#[derive(Default)]
+struct Sniff {
+    /// The command (or "a shell") the channel runs, for the refusal's entry.
+    command: Option<String>,
+    /// The gate refused what the channel asked to run (file transfer, subsystem): its
+    /// input goes nowhere.
+    refused: bool,
+    /// Input seen so far; sniffing stops at `SNIFF_BYTES`.
+    seen: usize,
+}
+
+impl Sniff {
+    /// Notes what the channel runs.
+    fn request(&mut self, msg: &ChannelMsg) {
+        match msg {
+            ChannelMsg::Exec { command, .. } if is_file_transfer(command) => self.refused = true,
+            ChannelMsg::RequestSubsystem { .. } => self.refused = true,
+            ChannelMsg::Exec { command, .. } => self.command = Some(String::from_utf8_lossy(command).into_owned()),
+            ChannelMsg::RequestShell { .. } => self.command = Some("a shell".into()),
+            _ => {}
+        }
+    }
+
+    /// The transfer protocol `data` opens, if it is among the first bytes of a shell or
+    /// command without a terminal. The very first chunk may open any of them; later ones
+    /// (a shell reading a script first) only SFTP, whose opening is unmistakable.
+    fn first_bytes(&mut self, data: &[u8], shell: &Shell<'_>) -> Option<Transfer> {
+        if self.command.is_none() || shell.terminal.load(Ordering::Relaxed) || self.seen >= SNIFF_BYTES {
+            return None;
+        }
+        let first = self.seen == 0;
+        self.seen = self.seen.saturating_add(data.len());
+        match sniff_transfer(data) {
+            Some(transfer) if first || transfer == Transfer::Sftp => Some(transfer),
+            _ => None,
+        }
+    }
+}
+
+/// Ends a channel whose input opened a transfer protocol: audited and marked as a
+/// refusal, told on the vendor's stderr; its bytes never reach the target.
+async fn refuse_transfer(transfer: Transfer, sniff: &Sniff, shell: &Shell<'_>) {
+    let command = sniff.command.as_deref().unwrap_or_default();
+    let detail = format!(
+        "file transfer ({}) refused: the {} protocol was spoken on the channel of {}",
+        transfer.name(),
+        transfer.name(),
+        shown(command)
+    );
+    shell.refusals.refuse(Refused::FileTransfer, detail);
+    let line =
+        format!("\r\nchaperone: file transfer ({}) is not allowed; this channel has been closed\r\n", transfer.name());
+    let _ = shell.vendor.extended_data_bytes(1, line.into_bytes()).await;
+}
+
 /// The vendor's side of the channel as the vendor→target direction needs it: the
 /// banner a starting shell shows, and the session's input state and mirror.
 struct Shell<'a> {
@@ -239,6 +347,16 @@ struct Shell<'a> {
     live: &'a Live,
     /// Set when the vendor asked for a pty: the channel is a terminal.
     terminal: &'a AtomicBool,
+    /// Set when the recording has its start (shell, command, or what was refused
+    /// instead): markers may follow.
+    started: &'a AtomicBool,
+    refusals: &'a Refusals,
+}
+
+/// The recording has its start: refusals noted so far follow it, later ones as they come.
+async fn started(shell: &Shell<'_>, recorder: &Recorder) {
+    shell.started.store(true, Ordering::Relaxed);
+    record_refusals(shell.refusals, recorder).await;
 }
 
 /// Records and forwards one message from the vendor.
@@ -278,15 +396,33 @@ async fn forward_to_target(
                 return Forwarded::RecordingFailed;
             }
             let _ = shell.vendor.extended_data_bytes(1, banner).await;
+            started(shell, recorder).await;
             tx.request_shell(true).await
         }
-        // Refused by the gate; the vendor's client sees the failure and closes.
-        ChannelMsg::Exec { command, .. } if is_file_transfer(&command) => Ok(()),
+        // Refused by the gate; the vendor's client sees the failure and closes. Recorded
+        // (what was asked, and the refusal's marker), not sent.
+        ChannelMsg::Exec { command, .. } if is_file_transfer(&command) => {
+            let shown = String::from_utf8_lossy(&command).into_owned();
+            if !recorded(recorder.record(Event::Start { term: term.clone(), command: Some(shown) }).await) {
+                return Forwarded::RecordingFailed;
+            }
+            started(shell, recorder).await;
+            Ok(())
+        }
+        ChannelMsg::RequestSubsystem { name, .. } => {
+            let shown = format!("(subsystem {name})");
+            if !recorded(recorder.record(Event::Start { term: term.clone(), command: Some(shown) }).await) {
+                return Forwarded::RecordingFailed;
+            }
+            started(shell, recorder).await;
+            Ok(())
+        }
         ChannelMsg::Exec { command, .. } => {
             let shown = String::from_utf8_lossy(&command).into_owned();
             if !recorded(recorder.record(Event::Start { term: term.clone(), command: Some(shown) }).await) {
                 return Forwarded::RecordingFailed;
             }
+            started(shell, recorder).await;
             tx.exec(true, command).await
         }
         ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
