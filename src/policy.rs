@@ -10,7 +10,7 @@ use crate::store::{Acknowledgement, Booking, BookingState, Target, Vendor};
 
 mod transfer;
 
-pub use transfer::{Transfer, file_transfer, is_file_transfer, sniff_transfer};
+pub use transfer::{Transfer, contains_sftp_init, file_transfer, is_file_transfer, sniff_transfer};
 
 /// An admitted login: where the session goes, under which booking.
 #[derive(Debug, Clone, PartialEq, Eq)]

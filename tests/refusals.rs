@@ -540,3 +540,41 @@ fn a_disguised_transfer_is_recognised_by_its_first_bytes() {
     let entries = refusal_entries(&w);
     assert!(entries.iter().any(|e| e.contains("file transfer (rsync) refused")), "{entries:#?}");
 }
+
+/// SFTP through a terminal in raw mode (`ssh -tt … 'stty raw -echo; exec …'`), its
+/// server's path hidden: the init packet gives it away all the same.
+#[test]
+fn sftp_through_a_raw_terminal_is_recognised_by_its_init_packet() {
+    let w = World::new();
+    let dest = w.path("by-sftp");
+    let batch = w.path("batch");
+    std::fs::write(&batch, format!("put /etc/hostname {}\n", dest.display())).unwrap();
+    // sftp runs this as its ssh; the server's path is decoded by the target's shell.
+    let wrapper = w.path("ssh-raw.sh");
+    let hidden = "L3Vzci9saWIvb3BlbnNzaC9zZnRwLXNlcnZlcg=="; // /usr/lib/openssh/sftp-server
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec ssh {} -p {} -tt acme:erp01@127.0.0.1 'stty raw -echo; exec $(echo {hidden} | base64 -d)'\n",
+            w.vendor.options(&w.bastion).join(" "),
+            w.bastion.port
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("sftp")
+        .arg("-S")
+        .arg(&wrapper)
+        .arg("-b")
+        .arg(&batch)
+        .arg("127.0.0.1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "sftp went through: {}", stderr(&out));
+    assert!(!dest.exists());
+    assert!(stderr(&out).contains("chaperone: file transfer (sftp) is not allowed"), "{}", stderr(&out));
+    let id = ended_session(&w, 1);
+    let entries = refusal_entries(&w);
+    assert!(entries.iter().any(|e| e.contains("file transfer (sftp) refused") && e.contains(&id)), "{entries:#?}");
+}

@@ -297,6 +297,12 @@ pub fn sniff_transfer(first: &[u8]) -> Option<Transfer> {
     }
 }
 
+/// True when SFTP's init packet appears anywhere in `data` (after a shell's script, in
+/// the same chunk).
+pub fn contains_sftp_init(data: &[u8]) -> bool {
+    data.windows(9).any(|w| sniff_transfer(w) == Some(Transfer::Sftp))
+}
+
 /// `C0644 1234 name\n` / `D0755 0 dir\n` after its first byte.
 fn scp_line(_kind: u8, rest: &[u8]) -> bool {
     let Some(end) = rest.iter().position(|&b| b == b'\n') else { return false };
@@ -436,5 +442,8 @@ mod tests {
         for bytes in no {
             assert_eq!(sniff_transfer(bytes), None, "{bytes:?}");
         }
+        assert!(contains_sftp_init(b"exec /usr/lib/openssh/sftp-server\n\0\0\0\x05\x01\0\0\0\x03"));
+        assert!(!contains_sftp_init(b"exec /usr/lib/openssh/sftp-server\n\0\0\0\x05\x02\0\0\0\x03"));
+        assert!(!contains_sftp_init(b"\0\0\0\x05\x01\0\0\0"));
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
 use super::{Input, Live, Notice};
 use crate::gate::{Refusals, Refused, shown};
-use crate::policy::{Transfer, env_allowed, is_file_transfer, sniff_transfer};
+use crate::policy::{Transfer, contains_sftp_init, env_allowed, is_file_transfer, sniff_transfer};
 use crate::recording::{Event, Recorder, Term};
 use bytes::Bytes;
 
@@ -307,19 +307,27 @@ impl Sniff {
         }
     }
 
-    /// The transfer protocol `data` opens, if it is among the first bytes of a shell or
-    /// command without a terminal. The very first chunk may open any of them; later ones
-    /// (a shell reading a script first) only SFTP, whose opening is unmistakable.
+    /// The transfer protocol `data` opens, if any. On a shell or command without a
+    /// terminal, the first chunk may open any of them, and SFTP's init is looked for
+    /// anywhere in the first `SNIFF_BYTES` (a shell reading a script first). A chunk that
+    /// starts with SFTP's init ends any channel, a terminal's too (`stty raw` first): the
+    /// check is nine bytes, and nobody types NULs in that order.
     fn first_bytes(&mut self, data: &[u8], shell: &Shell<'_>) -> Option<Transfer> {
-        if self.command.is_none() || shell.terminal.load(Ordering::Relaxed) || self.seen >= SNIFF_BYTES {
+        self.command.as_ref()?;
+        let first = self.seen == 0;
+        let early = self.seen < SNIFF_BYTES;
+        self.seen = self.seen.saturating_add(data.len());
+        let sniffed = sniff_transfer(data);
+        if sniffed == Some(Transfer::Sftp) {
+            return sniffed;
+        }
+        if shell.terminal.load(Ordering::Relaxed) || !early {
             return None;
         }
-        let first = self.seen == 0;
-        self.seen = self.seen.saturating_add(data.len());
-        match sniff_transfer(data) {
-            Some(transfer) if first || transfer == Transfer::Sftp => Some(transfer),
-            _ => None,
+        if first && sniffed.is_some() {
+            return sniffed;
         }
+        contains_sftp_init(data).then_some(Transfer::Sftp)
     }
 }
 
