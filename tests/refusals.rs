@@ -578,3 +578,34 @@ fn sftp_through_a_raw_terminal_is_recognised_by_its_init_packet() {
     let entries = refusal_entries(&w);
     assert!(entries.iter().any(|e| e.contains("file transfer (sftp) refused") && e.contains(&id)), "{entries:#?}");
 }
+
+/// Refused while the session waits for its technician (no recording yet): the markers
+/// wait too, and are in the recording once the technician has joined.
+#[test]
+fn refusals_while_waiting_for_the_technician_are_marked_when_the_recording_starts() {
+    let w = World::bare("[policy]\nrequire_acknowledgements = false\n");
+    w.book_now("erp01", &w.account.clone());
+    let vendor = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .args(["-R", "0:127.0.0.1:9", "-o", "ExitOnForwardFailure=no", "-o", "SetEnv=EVIL=1"])
+        .arg("echo ran")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = w.live_session();
+    let mut ssh = w.tech.ssh(&w.bastion, "alice");
+    ssh.arg("-t").arg(format!("watch {id}")).env("TERM", "xterm-256color");
+    let mut alice = crate::common::pty::Pty::spawn(ssh, 80, 24);
+    let out = vendor.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "ran\n", "{}", stderr(&out));
+    assert!(stderr(&out).contains("chaperone: environment variable EVIL is not passed on"), "{}", stderr(&out));
+    w.ended_session_json(&id);
+    let marked = markers(&w, &id);
+    for what in ["environment variable EVIL refused", "remote port forwarding of localhost:0 refused"] {
+        assert!(marked.iter().any(|m| m == what), "{what:?} not marked: {marked:#?}");
+    }
+    alice.wait(std::time::Duration::from_secs(15));
+}
