@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -61,6 +62,9 @@ pub struct GateHandler {
     /// Why something without reply text was refused, for the next session channel's
     /// stderr (at most `MAX_DEFERRED_LINES`).
     deferred: Vec<String>,
+    /// Refusals of a technician's console so far: told up to `MAX_DEFERRED_LINES`, like
+    /// a vendor's itemized ones.
+    console_refusals: AtomicUsize,
 }
 
 impl GateHandler {
@@ -75,6 +79,7 @@ impl GateHandler {
             logged_in: Some(logged_in),
             refusals: None,
             deferred: Vec::new(),
+            console_refusals: AtomicUsize::new(0),
         }
     }
 
@@ -116,13 +121,14 @@ impl GateHandler {
     }
 
     /// Notes a refusal as evidence (vendors; a technician's console is only logged).
-    /// Returns whether the vendor is to be told (itemized refusals only).
+    /// Returns whether the client is to be told (itemized refusals only, so that a flood
+    /// is not echoed either).
     fn refuse(&self, kind: Refused, detail: String) -> bool {
         match &self.refusals {
             Some(refusals) => refusals.refuse(kind, detail),
             None => {
                 tracing::info!(peer = %self.peer, login = ?self.login, "refused: {detail}");
-                true
+                self.console_refusals.fetch_add(1, Ordering::Relaxed) < MAX_DEFERRED_LINES
             }
         }
     }

@@ -120,11 +120,11 @@ impl Refusals {
     /// Notes a refusal (`detail`: what exactly, one line). Returns whether it was
     /// itemized: only then is the vendor told on stderr, so a flood is not echoed either.
     pub fn refuse(&self, kind: Refused, detail: String) -> bool {
-        tracing::info!(peer = %self.peer, vendor = %self.vendor, "refused: {detail}");
         let mut state = self.state();
         let seen = state.seen.entry(kind).or_default();
         *seen += 1;
         if *seen > ITEMIZED_PER_KIND {
+            tracing::debug!(peer = %self.peer, vendor = %self.vendor, "refused (counted): {detail}");
             let first = *seen == ITEMIZED_PER_KIND + 1;
             *state.counted.entry(kind).or_default() += 1;
             // The timeline says where the flood began; its count is audited at the end.
@@ -137,6 +137,7 @@ impl Refusals {
             }
             return false;
         }
+        tracing::info!(peer = %self.peer, vendor = %self.vendor, "refused: {detail}");
         self.note(&mut state, detail);
         true
     }
