@@ -196,7 +196,7 @@ fn forwarding_sftp_and_scp_are_refused() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("subsystem request failed"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("chaperone: subsystem sftp (sftp, scp) is not allowed"), "{}", stderr(&out));
     // Legacy scp runs as a command; it is a file transfer all the same.
     let copied = w.path("copied");
     let out = std::process::Command::new("scp")
@@ -442,6 +442,9 @@ fn file_transfer_by_command_is_refused_like_the_sftp_subsystem() {
     let options = w.vendor.options(&w.bastion).join(" ");
     let check = |what: &str, out: std::process::Output, dest: &std::path::Path, entries_before: usize| {
         assert!(!out.status.success(), "{what} went through: {}", stderr(&out));
+        let protocol = what.split_whitespace().next().unwrap();
+        let told = format!("chaperone: file transfer ({protocol}) is not allowed; use a shell or a command");
+        assert!(stderr(&out).contains(&told), "{what}: {}", stderr(&out));
         assert!(!dest.exists(), "{what} wrote {}", dest.display());
         let id = ended_session(&w, entries_before + 1);
         let entries = refusal_entries(&w);
@@ -608,4 +611,40 @@ fn refusals_while_waiting_for_the_technician_are_marked_when_the_recording_start
         assert!(marked.iter().any(|m| m == what), "{what:?} not marked: {marked:#?}");
     }
     alice.wait(std::time::Duration::from_secs(15));
+}
+
+/// `git push` over ssh writes files on the target as surely as scp: refused the same way.
+#[test]
+fn git_push_through_the_bastion_is_file_transfer() {
+    let w = World::new();
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_SSH_COMMAND", format!("ssh {} -l acme:erp01", w.vendor.options(&w.bastion).join(" ")))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let remote = w.path("remote.git");
+    let local = w.path("local");
+    std::fs::create_dir_all(&local).unwrap();
+    assert!(git(w.tmp.path(), &["init", "-q", "--bare", remote.to_str().unwrap()]).status.success());
+    assert!(git(&local, &["init", "-q"]).status.success());
+    std::fs::write(local.join("payload"), "vendor's file\n").unwrap();
+    assert!(git(&local, &["add", "payload"]).status.success());
+    assert!(git(&local, &["commit", "-q", "-m", "x"]).status.success());
+    let url = format!("ssh://127.0.0.1:{}{}", w.bastion.port, remote.display());
+    let out = git(&local, &["push", "-q", &url, "main"]);
+    assert!(!out.status.success(), "git push went through: {}", stderr(&out));
+    assert!(stderr(&out).contains("chaperone: file transfer (git) is not allowed"), "{}", stderr(&out));
+    let refs = git(&remote, &["for-each-ref"]);
+    assert_eq!(stdout(&refs), "", "the push reached the target");
+    let id = ended_session(&w, 1);
+    let entries = refusal_entries(&w);
+    assert!(
+        entries.iter().any(|e| e.contains("file transfer (git) refused: command") && e.contains(&id)),
+        "{entries:#?}"
+    );
 }

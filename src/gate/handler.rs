@@ -166,6 +166,25 @@ impl GateHandler {
         Ok(())
     }
 
+    /// Refuses what a channel was to run (a transfer command, a subsystem). A failure reply
+    /// would make OpenSSH exit before it prints the reason, so the request is accepted,
+    /// the reason written on stderr and the channel closed without an exit status: the
+    /// client shows the reason and exits 255, as for a refused login. Nothing runs: the
+    /// relay does not pass the request on.
+    fn refuse_start(
+        &self,
+        channel: ChannelId,
+        kind: Refused,
+        detail: String,
+        line: String,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        session.channel_success(channel)?;
+        self.refuse_request(channel, kind, detail, line, session)?;
+        session.eof(channel)?;
+        session.close(channel)
+    }
+
     /// A shell or command starts on `channel`: reasons waiting for a channel go there.
     fn tell_deferred(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), russh::Error> {
         for line in std::mem::take(&mut self.deferred) {
@@ -339,9 +358,8 @@ impl russh::server::Handler for GateHandler {
                 transfer.name(),
                 shown(&String::from_utf8_lossy(command))
             );
-            let line = "file transfer (scp, sftp, rsync) is not allowed; use a shell or a command".to_string();
-            self.refuse_request(channel, Refused::FileTransfer, detail, line, session)?;
-            return session.channel_failure(channel);
+            let line = format!("file transfer ({}) is not allowed; use a shell or a command", transfer.name());
+            return self.refuse_start(channel, Refused::FileTransfer, detail, line, session);
         }
         session.channel_success(channel)
     }
@@ -382,8 +400,7 @@ impl russh::server::Handler for GateHandler {
     ) -> Result<(), Self::Error> {
         let detail = format!("subsystem {} refused", shown(name));
         let line = format!("subsystem {} (sftp, scp) is not allowed; use a shell or a command", shown(name));
-        self.refuse_request(channel, Refused::Subsystem, detail, line, session)?;
-        session.channel_failure(channel)
+        self.refuse_start(channel, Refused::Subsystem, detail, line, session)
     }
 
     async fn x11_request(

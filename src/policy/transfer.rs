@@ -1,6 +1,7 @@
 //! Recognising file transfer that does not come through the sftp subsystem: the server
 //! side of a transfer protocol started as a command (`sftp-server`, `scp -t/-f`,
-//! `rsync --server`), seen through the wrappers a client may put in front (`exec`,
+//! `rsync --server`, git's and other repositories' and sync tools' stdio servers), seen
+//! through the wrappers a client may put in front (`exec`,
 //! `env VAR=x`, `sh -c '…'`, `nice`, `sudo -u x`, quoting), and, since a command line can
 //! always be disguised, the first bytes such a protocol's client sends. Pure: the gate
 //! and the relay both ask here.
@@ -15,6 +16,11 @@ pub enum Transfer {
     Sftp,
     Scp,
     Rsync,
+    /// `git push`/`clone`/`archive` over ssh (git-receive-pack, git-upload-pack…).
+    Git,
+    /// Other repositories' and sync tools' stdio servers (svnserve -t, hg serve --stdio,
+    /// borg serve, unison -server, rdiff-backup --server).
+    Sync,
 }
 
 impl Transfer {
@@ -23,6 +29,8 @@ impl Transfer {
             Transfer::Sftp => "sftp",
             Transfer::Scp => "scp",
             Transfer::Rsync => "rsync",
+            Transfer::Git => "git",
+            Transfer::Sync => "repository or sync server",
         }
     }
 }
@@ -68,6 +76,30 @@ fn simple(words: &[String], depth: usize) -> Option<Transfer> {
                 return server.then_some(Transfer::Scp);
             }
             "rsync" => return args.iter().any(|a| a == "--server").then_some(Transfer::Rsync),
+            "git-upload-pack" | "git-receive-pack" | "git-upload-archive" => return Some(Transfer::Git),
+            // `git upload-pack …`, `git -C dir receive-pack …`
+            "git" => {
+                let mut rest = args.iter();
+                let subcommand = loop {
+                    match rest.next().map(String::as_str) {
+                        // Global options with a value in the next word.
+                        Some("-C" | "-c" | "--git-dir" | "--work-tree" | "--namespace") => {
+                            rest.next();
+                        }
+                        Some(option) if option.starts_with('-') => {}
+                        other => break other,
+                    }
+                };
+                let server = matches!(subcommand, Some("upload-pack" | "receive-pack" | "upload-archive"));
+                return server.then_some(Transfer::Git);
+            }
+            "svnserve" => return args.iter().any(|a| a == "-t" || a == "--tunnel").then_some(Transfer::Sync),
+            "hg" => return args.iter().any(|a| a == "--stdio").then_some(Transfer::Sync),
+            "borg" | "borgbackup" => return args.iter().any(|a| a == "serve").then_some(Transfer::Sync),
+            "unison" => return args.iter().any(|a| a == "-server").then_some(Transfer::Sync),
+            "rdiff-backup" => {
+                return args.iter().any(|a| a == "--server" || a == "server").then_some(Transfer::Sync);
+            }
             // `busybox sh -c …`, `busybox scp -t …`: the applet is the program.
             "busybox" => rest = args,
             "sh" | "bash" | "dash" | "ash" | "ksh" | "mksh" | "zsh" => return shell(args, depth),
@@ -368,6 +400,16 @@ mod tests {
             ("(scp -t .)", Transfer::Scp),
             ("if true; then scp -t .; fi", Transfer::Scp),
             ("command exec nice sudo -u x env A=b sh -c 'exec scp -t .'", Transfer::Scp),
+            ("git-upload-pack '/srv/repo.git'", Transfer::Git),
+            ("git-receive-pack '/srv/repo.git'", Transfer::Git),
+            ("/usr/lib/git-core/git-upload-archive 'repo'", Transfer::Git),
+            ("git -C /srv upload-pack repo", Transfer::Git),
+            ("git -c a=b --bare receive-pack repo", Transfer::Git),
+            ("svnserve -t", Transfer::Sync),
+            ("hg -R repo serve --stdio", Transfer::Sync),
+            ("borg serve --restrict-to-path /b", Transfer::Sync),
+            ("unison -server", Transfer::Sync),
+            ("rdiff-backup --server", Transfer::Sync),
         ];
         for (command, kind) in yes {
             assert_eq!(file_transfer(command.as_bytes()), Some(kind), "{command}");
@@ -393,6 +435,11 @@ mod tests {
             "grep -f patterns file",
             "cat /usr/lib/openssh/sftp-server.txt",
             "tar cf - /etc",
+            "git status",
+            "git grep receive-pack",
+            "git log --oneline",
+            "hg log",
+            "borg list /b",
             "sh -c 'echo scp -t .'",
             "",
             "   ",
