@@ -648,3 +648,38 @@ fn git_push_through_the_bastion_is_file_transfer() {
         "{entries:#?}"
     );
 }
+
+/// Legacy scp whose remote `scp -t` is disguised (its name decoded by the target's shell):
+/// the file's header line, the first thing the client sends, gives it away.
+#[test]
+fn a_disguised_scp_upload_is_recognised_by_its_first_line() {
+    let w = World::new();
+    let dest = w.path("by-scp");
+    let wrapper = w.path("ssh-disguised.sh");
+    let hidden = "c2Nw"; // scp
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec ssh {} -p {} acme:erp01@127.0.0.1 'exec $(echo {hidden} | base64 -d) -t {}'\n",
+            w.vendor.options(&w.bastion).join(" "),
+            w.bastion.port,
+            dest.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("scp")
+        .args(["-O", "-S"])
+        .arg(&wrapper)
+        .arg("/etc/hostname")
+        .arg(format!("127.0.0.1:{}", dest.display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "scp went through: {}", stderr(&out));
+    assert!(!dest.exists(), "scp wrote the file");
+    assert!(stderr(&out).contains("chaperone: file transfer (scp) is not allowed"), "{}", stderr(&out));
+    let id = ended_session(&w, 1);
+    let entries = refusal_entries(&w);
+    assert!(entries.iter().any(|e| e.contains("file transfer (scp) refused") && e.contains(&id)), "{entries:#?}");
+}
