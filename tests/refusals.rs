@@ -565,15 +565,27 @@ fn sftp_through_a_raw_terminal_is_recognised_by_its_init_packet() {
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = std::process::Command::new("sftp")
+    let mut sftp = std::process::Command::new("sftp")
         .arg("-S")
         .arg(&wrapper)
         .arg("-b")
         .arg(&batch)
         .arg("127.0.0.1")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // Without the refusal, sftp-server sits on the target's terminal and the client waits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sftp.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = sftp.kill();
+            panic!("sftp through a raw terminal was not ended: {}", stderr(&sftp.wait_with_output().unwrap()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = sftp.wait_with_output().unwrap();
     assert!(!out.status.success(), "sftp went through: {}", stderr(&out));
     assert!(!dest.exists());
     assert!(stderr(&out).contains("chaperone: file transfer (sftp) is not allowed"), "{}", stderr(&out));
