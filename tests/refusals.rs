@@ -565,7 +565,9 @@ fn sftp_through_a_raw_terminal_is_recognised_by_its_init_packet() {
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    use std::os::unix::process::CommandExt;
     let mut sftp = std::process::Command::new("sftp")
+        .process_group(0)
         .arg("-S")
         .arg(&wrapper)
         .arg("-b")
@@ -580,8 +582,10 @@ fn sftp_through_a_raw_terminal_is_recognised_by_its_init_packet() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while sftp.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
-            let _ = sftp.kill();
-            panic!("sftp through a raw terminal was not ended: {}", stderr(&sftp.wait_with_output().unwrap()));
+            // sftp and the ssh it started (which holds its pipes).
+            unsafe { libc::kill(-(sftp.id() as i32), libc::SIGKILL) };
+            let _ = sftp.wait();
+            panic!("sftp through a raw terminal was not ended within 20 s");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
