@@ -8,6 +8,10 @@ use chrono_tz::Tz;
 use crate::names::LoginName;
 use crate::store::{Acknowledgement, Booking, BookingState, Target, Vendor};
 
+mod transfer;
+
+pub use transfer::{Transfer, contains_sftp_init, file_transfer, is_file_transfer, sniff_transfer};
+
 /// An admitted login: where the session goes, under which booking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admission {
@@ -285,16 +289,6 @@ pub fn env_allowed(name: &str) -> bool {
     name == "LANG" || name == "TERM" || name.starts_with("LC_")
 }
 
-/// True for the server side of a legacy `scp` transfer (`scp -t …` / `scp -f …`), which
-/// arrives as an ordinary `exec`. File transfer is refused like the sftp subsystem.
-pub fn is_file_transfer(command: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(command);
-    let mut words = text.split_whitespace();
-    let program = words.next().unwrap_or_default();
-    (program == "scp" || program.ends_with("/scp"))
-        && words.take_while(|w| w.starts_with('-')).any(|w| w.contains('t') || w.contains('f'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,16 +513,6 @@ mod tests {
         }
         for bad in ["LD_PRELOAD", "PATH", "BASH_ENV", "lang", "TERMCAP"] {
             assert!(!env_allowed(bad));
-        }
-    }
-
-    #[test]
-    fn legacy_scp_is_a_file_transfer() {
-        for yes in ["scp -t /tmp/x", "scp -v -f a", "/usr/bin/scp -pt ."] {
-            assert!(is_file_transfer(yes.as_bytes()), "{yes}");
-        }
-        for no in ["ls -t", "echo scp -t", "scp", "scpx -t"] {
-            assert!(!is_file_transfer(no.as_bytes()), "{no}");
         }
     }
 }

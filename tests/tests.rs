@@ -12,6 +12,7 @@ mod cli;
 mod evidence;
 mod exact_bytes;
 mod hostile;
+mod multiplex;
 mod readers;
 mod recording;
 mod redteam;

@@ -2,9 +2,12 @@
 //! passes every session channel to the session task as a [`GateEvent`]. Channel requests
 //! are answered here, at once and in order, because russh tracks one pending reply per
 //! channel: what is allowed is decided by policy, what happens is up to the session.
+//! Every refusal is evidence ([`Refusals`]): audited, marked on the session's timeline,
+//! and told on the vendor's stderr where the protocol has no reply text for it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -12,9 +15,10 @@ use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Gate;
+use super::refusals::{Refusals, Refused, shown};
 use super::startups::Startup;
 use crate::names::LoginName;
-use crate::policy::{env_allowed, is_file_transfer};
+use crate::policy::{env_allowed, file_transfer};
 
 /// What the handler tells the session task.
 #[derive(Debug)]
@@ -36,6 +40,11 @@ enum Login {
 /// handful; when full, the connection waits (backpressure), nothing is lost.
 const EVENT_QUEUE: usize = 16;
 
+/// Reasons for refusals that have no reply text of their own (`-R`), waiting for the
+/// next session channel's stderr. Only itemized refusals are queued, so this bounds a
+/// client that forwards without ever opening a channel; beyond it, lines are dropped.
+const MAX_DEFERRED_LINES: usize = 16;
+
 pub struct GateHandler {
     gate: Arc<Gate>,
     peer: SocketAddr,
@@ -48,6 +57,14 @@ pub struct GateHandler {
     startup: Option<Startup>,
     /// Told at login (the gate closes connections that take too long).
     logged_in: Option<oneshot::Sender<()>>,
+    /// A vendor's refusals below the login, as evidence; shared with the session task.
+    refusals: Option<Arc<Refusals>>,
+    /// Why something without reply text was refused, for the next session channel's
+    /// stderr (at most `MAX_DEFERRED_LINES`).
+    deferred: Vec<String>,
+    /// Refusals of a technician's console so far: told up to `MAX_DEFERRED_LINES`, like
+    /// a vendor's itemized ones.
+    console_refusals: AtomicUsize,
 }
 
 impl GateHandler {
@@ -60,6 +77,9 @@ impl GateHandler {
             events: None,
             startup: Some(startup),
             logged_in: Some(logged_in),
+            refusals: None,
+            deferred: Vec::new(),
+            console_refusals: AtomicUsize::new(0),
         }
     }
 
@@ -102,14 +122,77 @@ impl GateHandler {
         self.gate.audit_failed_login(self.peer.ip(), event);
     }
 
-    async fn refuse_forwarding(&self, kind: &str, reply: ChannelOpenHandle) {
-        tracing::info!(peer = %self.peer, login = ?self.login, "refused {kind}");
+    /// Notes a refusal as evidence (vendors; a technician's console is only logged).
+    /// Returns whether the client is to be told (itemized refusals only, so that a flood
+    /// is not echoed either).
+    fn refuse(&self, kind: Refused, detail: String) -> bool {
+        match &self.refusals {
+            Some(refusals) => refusals.refuse(kind, detail),
+            None => {
+                tracing::info!(peer = %self.peer, login = ?self.login, "refused: {detail}");
+                self.console_refusals.fetch_add(1, Ordering::Relaxed) < MAX_DEFERRED_LINES
+            }
+        }
+    }
+
+    /// Refuses a channel the client opened; the open failure carries the reason.
+    async fn refuse_channel(&self, kind: Refused, detail: String, reply: ChannelOpenHandle) {
+        self.refuse(kind, detail);
         reply
             .reject(ChannelOpenFailure::Other {
                 code: 1, // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED
-                reason: format!("chaperone: {kind} is not allowed"),
+                reason: format!("chaperone: {} is not allowed", kind.describe()),
             })
             .await;
+    }
+
+    /// Refuses a global request (no reply text): the reason waits for a session channel.
+    fn refuse_deferred(&mut self, kind: Refused, detail: String, line: String) {
+        if self.refuse(kind, detail) && self.deferred.len() < MAX_DEFERRED_LINES {
+            self.deferred.push(line);
+        }
+    }
+
+    /// Refuses a channel request, with the reason on that channel's stderr.
+    fn refuse_request(
+        &self,
+        channel: ChannelId,
+        kind: Refused,
+        detail: String,
+        line: String,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        if self.refuse(kind, detail) {
+            session.extended_data(channel, 1, format!("chaperone: {line}\r\n").into_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Refuses what a channel was to run (a transfer command, a subsystem). A failure reply
+    /// would make OpenSSH exit before it prints the reason, so the request is accepted,
+    /// the reason written on stderr and the channel closed without an exit status: the
+    /// client shows the reason and exits 255, as for a refused login. Nothing runs: the
+    /// relay does not pass the request on.
+    fn refuse_start(
+        &self,
+        channel: ChannelId,
+        kind: Refused,
+        detail: String,
+        line: String,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        session.channel_success(channel)?;
+        self.refuse_request(channel, kind, detail, line, session)?;
+        session.eof(channel)?;
+        session.close(channel)
+    }
+
+    /// A shell or command starts on `channel`: reasons waiting for a channel go there.
+    fn tell_deferred(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), russh::Error> {
+        for line in std::mem::take(&mut self.deferred) {
+            session.extended_data(channel, 1, format!("chaperone: {line}\r\n").into_bytes())?;
+        }
+        Ok(())
     }
 }
 
@@ -153,7 +236,11 @@ impl russh::server::Handler for GateHandler {
         let handle = session.handle();
         let peer = self.peer;
         match login {
-            Login::Vendor(login) => self.gate.tracker.spawn(crate::session::run(gate, handle, login, key, peer, rx)),
+            Login::Vendor(login) => {
+                let refusals = Refusals::new(gate.clone(), login.vendor.clone(), peer);
+                self.refusals = Some(refusals.clone());
+                self.gate.tracker.spawn(crate::session::run(gate, handle, login, key, peer, rx, refusals))
+            }
             Login::Technician(tech) => self.gate.tracker.spawn(crate::console::run(gate, handle, tech, key, peer, rx)),
         };
         Ok(())
@@ -180,37 +267,40 @@ impl russh::server::Handler for GateHandler {
     async fn channel_open_direct_tcpip(
         &mut self,
         _channel: Channel<Msg>,
-        _host: &str,
-        _port: u32,
-        _orig: &str,
-        _orig_port: u32,
+        host: &str,
+        port: u32,
+        orig: &str,
+        orig_port: u32,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse_forwarding("port forwarding", reply).await;
+        let detail = format!("port forwarding to {}:{port} refused (from {}:{orig_port})", shown(host), shown(orig));
+        self.refuse_channel(Refused::PortForwarding, detail, reply).await;
         Ok(())
     }
 
     async fn channel_open_direct_streamlocal(
         &mut self,
         _channel: Channel<Msg>,
-        _path: &str,
+        path: &str,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse_forwarding("socket forwarding", reply).await;
+        let detail = format!("socket forwarding to {} refused", shown(path));
+        self.refuse_channel(Refused::SocketForwarding, detail, reply).await;
         Ok(())
     }
 
     async fn channel_open_x11(
         &mut self,
         _channel: Channel<Msg>,
-        _addr: &str,
-        _port: u32,
+        addr: &str,
+        port: u32,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse_forwarding("X11 forwarding", reply).await;
+        let detail = format!("X11 channel from {}:{port} refused", shown(addr));
+        self.refuse_channel(Refused::X11Forwarding, detail, reply).await;
         Ok(())
     }
 
@@ -220,12 +310,20 @@ impl russh::server::Handler for GateHandler {
         port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        tracing::info!(peer = %self.peer, "refused remote port forwarding of {address}:{port}");
+        let place = format!("{}:{port}", shown(address));
+        let detail = format!("remote port forwarding of {place} refused");
+        self.refuse_deferred(
+            Refused::RemotePortForwarding,
+            detail,
+            format!("remote port forwarding ({place}) is not allowed"),
+        );
         Ok(false)
     }
 
     async fn streamlocal_forward(&mut self, path: &str, _session: &mut Session) -> Result<bool, Self::Error> {
-        tracing::info!(peer = %self.peer, "refused remote socket forwarding of {path}");
+        let detail = format!("remote socket forwarding of {} refused", shown(path));
+        let line = format!("remote socket forwarding ({}) is not allowed", shown(path));
+        self.refuse_deferred(Refused::RemoteSocketForwarding, detail, line);
         Ok(false)
     }
 
@@ -245,6 +343,7 @@ impl russh::server::Handler for GateHandler {
     }
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        self.tell_deferred(channel, session)?;
         session.channel_success(channel)
     }
 
@@ -254,11 +353,15 @@ impl russh::server::Handler for GateHandler {
         command: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if is_file_transfer(command) {
-            tracing::info!(peer = %self.peer, "refused scp file transfer");
-            let message = "chaperone: file transfer (scp, sftp) is not allowed; use a shell or a command\r\n";
-            session.extended_data(channel, 1, message.as_bytes().to_vec())?;
-            return session.channel_failure(channel);
+        self.tell_deferred(channel, session)?;
+        if let Some(transfer) = file_transfer(command) {
+            let detail = format!(
+                "file transfer ({}) refused: command {}",
+                transfer.name(),
+                shown(&String::from_utf8_lossy(command))
+            );
+            let line = format!("file transfer ({}) is not allowed; use a shell or a command", transfer.name());
+            return self.refuse_start(channel, Refused::FileTransfer, detail, line, session);
         }
         session.channel_success(channel)
     }
@@ -270,7 +373,13 @@ impl russh::server::Handler for GateHandler {
         _value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if env_allowed(name) { session.channel_success(channel) } else { session.channel_failure(channel) }
+        if env_allowed(name) {
+            return session.channel_success(channel);
+        }
+        let detail = format!("environment variable {} refused", shown(name));
+        let line = format!("environment variable {} is not passed on (only LANG, LC_* and TERM are)", shown(name));
+        self.refuse_request(channel, Refused::Environment, detail, line, session)?;
+        session.channel_failure(channel)
     }
 
     async fn window_change_request(
@@ -291,10 +400,9 @@ impl russh::server::Handler for GateHandler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(peer = %self.peer, "refused subsystem {name:?}");
-        let message = format!("chaperone: subsystem {name:?} (sftp, scp) is not allowed; use a shell or a command\r\n");
-        session.extended_data(channel, 1, message.into_bytes())?;
-        session.channel_failure(channel)
+        let detail = format!("subsystem {} refused", shown(name));
+        let line = format!("subsystem {} (sftp, scp) is not allowed; use a shell or a command", shown(name));
+        self.refuse_start(channel, Refused::Subsystem, detail, line, session)
     }
 
     async fn x11_request(
@@ -306,10 +414,14 @@ impl russh::server::Handler for GateHandler {
         _screen: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        let line = "X11 forwarding is not allowed".to_string();
+        self.refuse_request(channel, Refused::X11Forwarding, "X11 forwarding refused".into(), line, session)?;
         session.channel_failure(channel)
     }
 
-    async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
+    async fn agent_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<bool, Self::Error> {
+        let line = "agent forwarding is not allowed".to_string();
+        self.refuse_request(channel, Refused::AgentForwarding, "agent forwarding refused".into(), line, session)?;
         Ok(false)
     }
 }

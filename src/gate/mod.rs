@@ -4,9 +4,12 @@
 //! once and passes channels on; the session task decides everything else. Connections
 //! that have not logged in yet are bounded in number (`startups`) and in time (the
 //! login grace time): they cannot hold the gate's sockets away from those who log in.
+//! What a logged-in vendor is refused below the login (forwarding, agent, X11, variables,
+//! subsystems, file transfer) is evidence (`refusals`): audited, marked, told.
 
 mod failures;
 mod handler;
+mod refusals;
 mod startups;
 
 use std::net::SocketAddr;
@@ -27,6 +30,7 @@ use crate::store::Store;
 
 pub use failures::FailedLogins;
 pub use handler::GateEvent;
+pub use refusals::{Refusals, Refused, shown};
 pub use startups::Startups;
 
 /// Everything a connection needs, shared by all of them.

@@ -36,7 +36,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 
 use crate::audit::Event as AuditEvent;
-use crate::gate::{Gate, GateEvent};
+use crate::gate::{Gate, GateEvent, Refusals};
 use crate::names::LoginName;
 use crate::policy::{self, Admission, Refusal};
 use crate::recording::{self, Recorder, Summary};
@@ -76,6 +76,7 @@ pub async fn run(
     key: String,
     peer: SocketAddr,
     mut events: mpsc::Receiver<GateEvent>,
+    refusals: Arc<Refusals>,
 ) {
     let refuse = |reason: String| {
         tracing::info!(%peer, vendor = %login.vendor, target = ?login.target, "login refused: {reason}");
@@ -135,6 +136,7 @@ pub async fn run(
     if let Ok(mut table) = gate.live.lock() {
         table.insert(meta.id.clone(), live.clone());
     }
+    refusals.attach(&live);
 
     let ended = async {
         let mut pending = VecDeque::new();
@@ -159,7 +161,15 @@ pub async fn run(
                 .session(&meta.id),
         );
         let banner = crate::plan::banner(booking, policy.timezone);
-        let channels = Channels { gate: &gate, handle: &handle, upstream: &upstream, meta: &meta, live: &live, banner };
+        let channels = Channels {
+            gate: &gate,
+            handle: &handle,
+            upstream: &upstream,
+            meta: &meta,
+            live: &live,
+            banner,
+            refusals: &refusals,
+        };
         let summaries = channels.relay(pending, events, takeover_rx).await;
         upstream.disconnect().await;
         Ok(summaries)
@@ -191,6 +201,8 @@ pub async fn run(
         table.remove(&meta.id);
     }
     let _ = handle.disconnect(russh::Disconnect::ByApplication, "session ended".into(), "en".into()).await;
+    // Refusals counted, not itemized, go into the audit trail before the session's end.
+    refusals.flush();
     let exit = summaries.first().and_then(|s| s.exit_status).map(|s| s.to_string()).unwrap_or_else(|| "-".into());
     gate.audit(
         AuditEvent::new("session.end", format!("exit status {exit}"))
@@ -231,6 +243,8 @@ struct Channels<'a> {
     meta: &'a SessionMeta,
     live: &'a Arc<Live>,
     banner: String,
+    /// The connection's refusals, whose markers the relays record.
+    refusals: &'a Arc<Refusals>,
 }
 
 impl Channels<'_> {
@@ -330,6 +344,7 @@ impl Channels<'_> {
                 number: channels,
                 early,
                 mirror,
+                refusals: self.refusals.clone(),
             };
             relays.spawn(relay.run());
         }

@@ -15,9 +15,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
 use super::listing::Request;
 use super::{Input, Live, Notice};
-use crate::gate::Gate;
+use crate::gate::{Gate, Refusals, Refused, shown};
 use crate::mirror::Mirror;
-use crate::policy::{env_allowed, is_file_transfer};
+use crate::policy::{Transfer, contains_sftp_init, env_allowed, is_file_transfer, sniff_transfer};
 use crate::recording::{Event, Recorder, Term};
 use bytes::Bytes;
 
@@ -48,6 +48,9 @@ pub struct ChannelRelay {
     pub early: Vec<ChannelMsg>,
     /// This channel's own mirror (watchers follow one channel at a time).
     pub mirror: Mirror,
+    /// The connection's refusals: their markers go into the first recording that has
+    /// started, and a transfer recognised here is one of them.
+    pub refusals: Arc<Refusals>,
 }
 
 /// Why a relay ended, which decides how the two sides are closed.
@@ -66,6 +69,8 @@ enum End {
     /// The shell or command was not started because the session's input is held
     /// (frozen, taken over, nobody watching); the reason.
     Held(String),
+    /// The vendor's first bytes opened a file transfer protocol (the vendor was told).
+    FileTransfer,
 }
 
 impl ChannelRelay {
@@ -84,22 +89,41 @@ impl ChannelRelay {
             number,
             early,
             mirror,
+            refusals,
         } = self;
         let vendor_id = vendor.id();
         let terminal = AtomicBool::new(false);
         let requested = AtomicBool::new(false);
+        let started = AtomicBool::new(false);
         let (vendor_rx, vendor_tx) = vendor.split();
         let (upstream_rx, upstream_tx) = upstream.split();
+        let shell = Shell {
+            vendor: &vendor_tx,
+            banner: &banner,
+            live: &live,
+            terminal: &terminal,
+            requested: &requested,
+            gate: &gate,
+            number,
+            id: vendor_id,
+            mirror: &mirror,
+            started: &started,
+            refusals: &refusals,
+        };
 
         let end = tokio::select! {
-            end = to_target(vendor_rx, early, &upstream_tx, &recorder, Shell { vendor: &vendor_tx, banner: &banner, live: &live, terminal: &terminal, requested: &requested, gate: &gate, number, id: vendor_id, mirror: &mirror }, takeover, input) => end,
+            end = to_target(vendor_rx, early, &upstream_tx, &recorder, shell, takeover, input) => end,
             end = to_vendor(upstream_rx, &vendor_tx, &server, &recorder, &live, &mirror) => end,
             end = follow_notices(&mut notices, &vendor_tx, &recorder, &terminal, &live) => end,
             _ = recorder.failed() => End::RecordingFailed,
         };
 
+        // Refusals noted while this channel ended are on its timeline too.
+        if started.load(Ordering::Relaxed) {
+            record_refusals(&refusals, &recorder).await;
+        }
         let notice = match &end {
-            End::Target | End::Vendor => None,
+            End::Target | End::Vendor | End::FileTransfer => None,
             End::Refused => Some("the target refused to start the shell or command"),
             End::RecordingFailed => Some("the recording cannot be written, so the session has been ended"),
             End::Ended(reason) | End::Held(reason) => Some(reason.as_str()),
@@ -116,6 +140,14 @@ impl ChannelRelay {
         }
         live.channel_closed(vendor_id);
         tracing::debug!(channel = %vendor_id, "relay ended: {end:?}");
+    }
+}
+
+/// Records the refusals' markers not recorded yet (the recording has started). A
+/// failure to record is the relay's to notice on the next event.
+async fn record_refusals(refusals: &Refusals, recorder: &Recorder) {
+    for text in refusals.take_markers() {
+        let _ = recorder.record(Event::Marker(text)).await;
     }
 }
 
@@ -226,6 +258,8 @@ async fn to_target(
         // most) reaches the target when input opens again.
         let mut held_size: Option<ChannelMsg> = None;
         let mut changed = shell.live.subscribe();
+        let mut sniff = Sniff::default();
+        let mut refused = shell.refusals.subscribe();
         loop {
             let forwarded = tokio::select! {
                 queued = queue.recv() => match queued {
@@ -238,6 +272,14 @@ async fn to_target(
                     Some((ChannelMsg::Data { data }, _permit, arrived)) => match (arrived, shell.live.input()) {
                         (Input::Open, Input::Open) => {
                             told = Input::Open;
+                            if sniff.refused {
+                                // Refused by the gate: nothing runs on the target to read it.
+                                continue;
+                            }
+                            if let Some(transfer) = sniff.first_bytes(&data, &shell) {
+                                refuse_transfer(transfer, &sniff, &shell).await;
+                                return End::FileTransfer;
+                            }
                             forward_to_target(ChannelMsg::Data { data }, tx, recorder, &mut term, &shell).await
                         }
                         (Input::Open, held) | (held, _) => {
@@ -249,7 +291,10 @@ async fn to_target(
                             Forwarded::Yes
                         }
                     },
-                    Some((msg, _permit, _)) => forward_to_target(msg, tx, recorder, &mut term, &shell).await,
+                    Some((msg, _permit, _)) => {
+                        sniff.request(&msg);
+                        forward_to_target(msg, tx, recorder, &mut term, &shell).await
+                    }
                     None => return End::Vendor,
                 },
                 // (The sender lives in `Live`, which outlives this relay.)
@@ -260,6 +305,11 @@ async fn to_target(
                         Forwarded::Yes
                     }
                 },
+                // A refusal elsewhere on the connection: on this channel's timeline.
+                Ok(()) = refused.changed(), if shell.started.load(Ordering::Relaxed) => {
+                    record_refusals(shell.refusals, recorder).await;
+                    Forwarded::Yes
+                }
                 // The technician types: recorded as input, like the vendor's.
                 Some(keys) = async { takeover.as_mut()?.recv().await }, if takeover.is_some() => {
                     if matches!(shell.live.input(), Input::TakenOver(_)) {
@@ -295,6 +345,76 @@ enum Forwarded {
     Held(String),
 }
 
+/// How much of a channel's first input is looked at for a transfer protocol's opening:
+/// a disguised command's client speaks first, at once; a transfer hidden behind this much
+/// of a shell script is beyond what sniffing is for.
+const SNIFF_BYTES: usize = 64 * 1024;
+
+/// Watching the vendor's first bytes on a shell or command without a terminal for a
+/// transfer protocol that the command line did not show ([`sniff_transfer`]).
+#[derive(Default)]
+struct Sniff {
+    /// The command (or "a shell") the channel runs, for the refusal's entry.
+    command: Option<String>,
+    /// The gate refused what the channel asked to run (file transfer, subsystem): its
+    /// input goes nowhere.
+    refused: bool,
+    /// Input seen so far; sniffing stops at `SNIFF_BYTES`.
+    seen: usize,
+}
+
+impl Sniff {
+    /// Notes what the channel runs.
+    fn request(&mut self, msg: &ChannelMsg) {
+        match msg {
+            ChannelMsg::Exec { command, .. } if is_file_transfer(command) => self.refused = true,
+            ChannelMsg::RequestSubsystem { .. } => self.refused = true,
+            ChannelMsg::Exec { command, .. } => self.command = Some(String::from_utf8_lossy(command).into_owned()),
+            ChannelMsg::RequestShell { .. } => self.command = Some("a shell".into()),
+            _ => {}
+        }
+    }
+
+    /// The transfer protocol `data` opens, if any. On a shell or command without a
+    /// terminal, the first chunk may open any of them, and SFTP's init is looked for
+    /// anywhere in the first `SNIFF_BYTES` (a shell reading a script first). A chunk that
+    /// starts with SFTP's init ends any channel, a terminal's too (`stty raw` first): the
+    /// check is nine bytes, and nobody types NULs in that order.
+    fn first_bytes(&mut self, data: &[u8], shell: &Shell<'_>) -> Option<Transfer> {
+        self.command.as_ref()?;
+        let first = self.seen == 0;
+        let early = self.seen < SNIFF_BYTES;
+        self.seen = self.seen.saturating_add(data.len());
+        let sniffed = sniff_transfer(data);
+        if sniffed == Some(Transfer::Sftp) {
+            return sniffed;
+        }
+        if shell.terminal.load(Ordering::Relaxed) || !early {
+            return None;
+        }
+        if first && sniffed.is_some() {
+            return sniffed;
+        }
+        contains_sftp_init(data).then_some(Transfer::Sftp)
+    }
+}
+
+/// Ends a channel whose input opened a transfer protocol: audited and marked as a
+/// refusal, told on the vendor's stderr; its bytes never reach the target.
+async fn refuse_transfer(transfer: Transfer, sniff: &Sniff, shell: &Shell<'_>) {
+    let command = sniff.command.as_deref().unwrap_or_default();
+    let detail = format!(
+        "file transfer ({}) refused: the {} protocol was spoken on the channel of {}",
+        transfer.name(),
+        transfer.name(),
+        shown(command)
+    );
+    shell.refusals.refuse(Refused::FileTransfer, detail);
+    let line =
+        format!("\r\nchaperone: file transfer ({}) is not allowed; this channel has been closed\r\n", transfer.name());
+    let _ = shell.vendor.extended_data_bytes(1, line.into_bytes()).await;
+}
+
 /// The vendor's side of the channel as the vendor→target direction needs it: the
 /// banner a starting shell shows, and the session's input state and mirror.
 struct Shell<'a> {
@@ -311,6 +431,10 @@ struct Shell<'a> {
     number: usize,
     id: ChannelId,
     mirror: &'a Mirror,
+    /// Set when the recording has its start (shell, command, or what was refused
+    /// instead): markers may follow.
+    started: &'a AtomicBool,
+    refusals: &'a Refusals,
 }
 
 impl Shell<'_> {
@@ -327,6 +451,12 @@ impl Shell<'_> {
         self.live.channel_refused(self.id, reason.clone());
         Some(reason)
     }
+}
+
+/// The recording has its start: refusals noted so far follow it, later ones as they come.
+async fn started(shell: &Shell<'_>, recorder: &Recorder) {
+    shell.started.store(true, Ordering::Relaxed);
+    record_refusals(shell.refusals, recorder).await;
 }
 
 /// Records and forwards one message from the vendor.
@@ -358,7 +488,12 @@ async fn forward_to_target(
         ChannelMsg::SetEnv { variable_name, variable_value, .. } if env_allowed(&variable_name) => {
             tx.set_env(false, variable_name, variable_value).await
         }
-        ChannelMsg::RequestShell { .. } | ChannelMsg::Exec { .. } if shell.requested.load(Ordering::Relaxed) => Ok(()),
+        // A channel runs its first request only (a later one would rename what runs).
+        ChannelMsg::RequestShell { .. } | ChannelMsg::Exec { .. } | ChannelMsg::RequestSubsystem { .. }
+            if shell.requested.load(Ordering::Relaxed) =>
+        {
+            Ok(())
+        }
         ChannelMsg::RequestShell { .. } => {
             shell.requested.store(true, Ordering::Relaxed);
             if let Some(reason) = shell.held(Request::Shell) {
@@ -373,10 +508,29 @@ async fn forward_to_target(
                 return Forwarded::RecordingFailed;
             }
             let _ = shell.vendor.extended_data_bytes(1, banner).await;
+            started(shell, recorder).await;
             tx.request_shell(true).await
         }
-        // Refused by the gate; the vendor's client sees the failure and closes.
-        ChannelMsg::Exec { command, .. } if is_file_transfer(&command) => Ok(()),
+        // Refused by the gate; the vendor's client sees the failure and closes. Recorded
+        // (what was asked, and the refusal's marker), not sent.
+        ChannelMsg::Exec { command, .. } if is_file_transfer(&command) => {
+            shell.requested.store(true, Ordering::Relaxed);
+            let exact = bytes::Bytes::copy_from_slice(&command);
+            if !recorded(recorder.record(Event::Start { term: term.clone(), command: Some(exact) }).await) {
+                return Forwarded::RecordingFailed;
+            }
+            started(shell, recorder).await;
+            Ok(())
+        }
+        ChannelMsg::RequestSubsystem { name, .. } => {
+            shell.requested.store(true, Ordering::Relaxed);
+            let shown = bytes::Bytes::from(format!("(subsystem {name})"));
+            if !recorded(recorder.record(Event::Start { term: term.clone(), command: Some(shown) }).await) {
+                return Forwarded::RecordingFailed;
+            }
+            started(shell, recorder).await;
+            Ok(())
+        }
         ChannelMsg::Exec { command, .. } => {
             shell.requested.store(true, Ordering::Relaxed);
             let shown = String::from_utf8_lossy(&command).into_owned();
@@ -387,6 +541,7 @@ async fn forward_to_target(
             if !recorded(recorder.record(Event::Start { term: term.clone(), command: Some(exact) }).await) {
                 return Forwarded::RecordingFailed;
             }
+            started(shell, recorder).await;
             tx.exec(true, command).await
         }
         ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
@@ -410,6 +565,15 @@ async fn forward_to_target(
 
 /// Target → vendor: output, stderr, exit status or signal, EOF. Returns when the target
 /// closes the channel.
+///
+/// The target's EOF is passed on only after its exit status (or, without one, with its
+/// close). OpenSSH's sshd sends EOF first, the exit status when the command has been
+/// reaped, then its close; an OpenSSH client whose input is done answers our EOF with its
+/// own close at once, and russh replies to that close on the spot: the exit status that
+/// arrives a moment later could no longer be sent, the client exited 255 and the recording
+/// had none. Seen with ten commands at once through one ControlMaster, where the client's
+/// answer comes quicker than the target's status. Once the exit status went first, the
+/// client has it before it can close.
 async fn to_vendor(
     mut rx: ChannelReadHalf,
     tx: &ChannelWriteHalf<ServerMsg>,
@@ -418,6 +582,7 @@ async fn to_vendor(
     live: &Live,
     mirror: &Mirror,
 ) -> End {
+    let mut eof = Eof::NotYet;
     while let Some(msg) = rx.wait().await {
         let sent = match msg {
             // Recorded first, then mirrored (never waits), then sent.
@@ -435,14 +600,26 @@ async fn to_vendor(
                 mirror.output(data.clone());
                 tx.extended_data_bytes(ext, data).await.is_ok()
             }
-            ChannelMsg::Eof => tx.eof().await.is_ok(),
-            ChannelMsg::Close => break,
+            ChannelMsg::Eof if eof == Eof::StatusSent => {
+                eof = Eof::Sent;
+                tx.eof().await.is_ok()
+            }
+            ChannelMsg::Eof => {
+                eof = Eof::Held;
+                true
+            }
+            ChannelMsg::Close => {
+                if eof == Eof::Held {
+                    let _ = tx.eof().await;
+                }
+                break;
+            }
             ChannelMsg::ExitStatus { exit_status } => {
                 if recorder.record(Event::Exit(i64::from(exit_status))).await.is_err() {
                     return End::RecordingFailed;
                 }
                 live.channel_exit(tx.id(), i64::from(exit_status));
-                tx.exit_status(exit_status).await.is_ok()
+                tx.exit_status(exit_status).await.is_ok() && eof.status_sent(tx).await
             }
             ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
                 if recorder.record(Event::Exit(128 + signal_number(&signal_name))).await.is_err() {
@@ -450,6 +627,7 @@ async fn to_vendor(
                 }
                 live.channel_exit(tx.id(), 128 + signal_number(&signal_name));
                 server.exit_signal_request(tx.id(), signal_name, core_dumped, error_message, lang_tag).await.is_ok()
+                    && eof.status_sent(tx).await
             }
             // Only shell and exec are sent wanting a reply: a failure means no session.
             ChannelMsg::Failure => return End::Refused,
@@ -460,6 +638,36 @@ async fn to_vendor(
         }
     }
     End::Target
+}
+
+/// Where the target's EOF is on its way to the vendor (see [`to_vendor`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Eof {
+    /// Neither EOF nor exit status yet.
+    NotYet,
+    /// The target sent EOF; it waits for the exit status (or the close).
+    Held,
+    /// The exit status went to the vendor; an EOF now goes straight on.
+    StatusSent,
+    /// The vendor has the EOF.
+    Sent,
+}
+
+impl Eof {
+    /// The exit status (or signal) has gone to the vendor: a held EOF follows it.
+    async fn status_sent(&mut self, tx: &ChannelWriteHalf<ServerMsg>) -> bool {
+        match *self {
+            Eof::Held => {
+                *self = Eof::Sent;
+                tx.eof().await.is_ok()
+            }
+            Eof::NotYet => {
+                *self = Eof::StatusSent;
+                true
+            }
+            Eof::StatusSent | Eof::Sent => true,
+        }
+    }
 }
 
 /// The number a shell reports for a signal (`128 + n` is the conventional exit status).
