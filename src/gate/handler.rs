@@ -65,7 +65,18 @@ pub struct GateHandler {
     /// Refusals of a technician's console so far: told up to `MAX_DEFERRED_LINES`, like
     /// a vendor's itemized ones.
     console_refusals: AtomicUsize,
+    /// Session channels opened on this connection so far (see
+    /// [`MAX_CHANNELS_PER_CONNECTION`]).
+    channels_opened: usize,
 }
+
+/// Session channels one connection may open in its life. russh 0.65 keeps a few KB for
+/// every channel the bastion closes first (a command that ends, a refusal) until the
+/// connection ends: a client opening channels by the thousand would grow the bastion
+/// without bound. 4096 holds a long multiplexed session (one command every ten seconds
+/// for a twelve-hour window) in at most some 12 MB; beyond it, channels are refused at
+/// open (which keeps nothing) and the vendor logs in again to go on.
+const MAX_CHANNELS_PER_CONNECTION: usize = 4096;
 
 impl GateHandler {
     pub fn new(gate: Arc<Gate>, peer: SocketAddr, startup: Startup, logged_in: oneshot::Sender<()>) -> GateHandler {
@@ -80,6 +91,7 @@ impl GateHandler {
             refusals: None,
             deferred: Vec::new(),
             console_refusals: AtomicUsize::new(0),
+            channels_opened: 0,
         }
     }
 
@@ -252,6 +264,16 @@ impl russh::server::Handler for GateHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.events.is_some() && self.channels_opened >= MAX_CHANNELS_PER_CONNECTION {
+            let detail = format!("channel refused: this connection opened {MAX_CHANNELS_PER_CONNECTION} already");
+            self.refuse(Refused::ChannelLimit, detail);
+            let reason = format!(
+                "chaperone: this connection has opened {MAX_CHANNELS_PER_CONNECTION} channels, the most one may; log in again to go on"
+            );
+            reply.reject(ChannelOpenFailure::Other { code: 1, reason }).await;
+            return Ok(());
+        }
+        self.channels_opened += 1;
         match &self.events {
             Some(events) => {
                 reply.accept().await;

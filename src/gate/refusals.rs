@@ -49,6 +49,9 @@ pub enum Refused {
     Subsystem,
     /// A transfer protocol started as a command, or recognised on a channel.
     FileTransfer,
+    /// A session channel beyond what one connection may open in its life
+    /// (see `MAX_CHANNELS_PER_CONNECTION` in the handler).
+    ChannelLimit,
 }
 
 impl Refused {
@@ -64,6 +67,7 @@ impl Refused {
             Refused::Environment => "environment variable",
             Refused::Subsystem => "subsystem",
             Refused::FileTransfer => "file transfer",
+            Refused::ChannelLimit => "another channel on this connection",
         }
     }
 }
