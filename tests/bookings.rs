@@ -129,9 +129,9 @@ fn window_is_enforced_from_refusal_to_warnings_to_close_and_confirmed_by_mail() 
     let id = w.last_session();
     let json = w.ended_session_json(&id);
     assert_eq!(json["booking"], "B-1");
-    let plain = Command::new("zstd").arg("-dc").arg(w.folder(&id).join("session.cast.zst")).output().unwrap();
-    let markers = stdout(&plain).lines().filter(|l| l.contains("\"m\", ")).count();
-    assert_eq!(markers, 4, "{}", stdout(&plain));
+    let cast = w.recording_text(&id);
+    let markers = cast.lines().filter(|l| l.contains("\"m\", ")).count();
+    assert_eq!(markers, 4, "{cast}");
 
     // After the window: refused again; the audit log tells the story.
     let out = w.exec("echo too-late");
@@ -413,8 +413,8 @@ fn private_ca(dir: &std::path::Path) {
 
 /// aiosmtpd on `port` with the certificate from [`private_ca`] (`--tlscert`/`--tlskey`
 /// for STARTTLS, `--smtpscert`/`--smtpskey` for TLS from the first byte), delivering into
-/// `dir/maildir`.
-fn tls_relay(dir: &std::path::Path, port: u16, cert: &str, key: &str) -> Relay {
+/// `dir/maildir`; killed when the test ends (also when it fails).
+fn tls_relay(dir: &std::path::Path, port: u16, cert: &str, key: &str) -> Killed {
     let server = Command::new("/usr/bin/python3")
         .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
         .arg(dir.join("maildir"))
@@ -427,17 +427,7 @@ fn tls_relay(dir: &std::path::Path, port: u16, cert: &str, key: &str) -> Relay {
         .spawn()
         .expect("python3-aiosmtpd (scripts/test installs it)");
     wait_for_port(port, "aiosmtpd");
-    Relay(server)
-}
-
-/// An SMTP relay process, stopped when the test ends (also when it fails).
-struct Relay(std::process::Child);
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    Killed(server)
 }
 
 #[test]

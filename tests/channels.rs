@@ -4,66 +4,22 @@
 //! and watchers see each channel, follow one at a time and switch between them.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use crate::common::pty::Pty;
+use crate::common::supervised::*;
 use crate::common::*;
-
-const SUPERVISED: &str = "[policy]\nrequire_acknowledgements = false\n";
-
-fn supervised_world() -> World {
-    let w = World::bare(SUPERVISED);
-    w.book_now("erp01", &w.account.clone());
-    w
-}
-
-/// The vendor's interactive shell as the master of a shared connection at `sock`.
-fn master_shell(w: &World, sock: &Path) -> Pty {
-    let mut ssh = w.vendor.ssh(&w.bastion, "acme:erp01");
-    ssh.args(["-o", "ControlMaster=yes", "-o"])
-        .arg(format!("ControlPath={}", sock.display()))
-        .arg("-t")
-        .env("TERM", "xterm-256color");
-    Pty::spawn(ssh, 80, 24)
-}
-
-/// `ssh` through the shared connection at `sock` running `command` (a new channel).
-fn via_master(w: &World, sock: &Path, command: &str) -> Command {
-    let mut ssh = w.vendor.ssh(&w.bastion, "acme:erp01");
-    ssh.args(["-o", "ControlMaster=no", "-o"]).arg(format!("ControlPath={}", sock.display())).arg(command);
-    ssh
-}
 
 fn run_via_master(w: &World, sock: &Path, command: &str) -> Output {
     via_master(w, sock, command).stdin(Stdio::null()).output().unwrap()
 }
 
-fn watch(w: &World, tech: &str, args: &str) -> Pty {
-    let mut ssh = w.tech.ssh(&w.bastion, tech);
-    ssh.arg("-t").arg(format!("watch {args}")).env("TERM", "xterm-256color");
-    Pty::spawn(ssh, 80, 24)
-}
-
-/// A master shell with alice watching, both at the prompt (`rdy> `).
-fn watched_master(w: &World) -> (Pty, PathBuf, String, Pty) {
-    let sock = w.path("cm.sock");
-    let mut vendor = master_shell(w, &sock);
-    let id = w.live_session();
-    let alice = watch(w, "alice", &id);
-    vendor.expect("plan: Maintenance");
-    vendor.type_text("PS1='rdy> '\r");
-    alice.expect("rdy> ");
-    w.eventually("the shared connection's socket", || sock.exists());
-    (vendor, sock, id, alice)
-}
-
 /// The first channel's recording as text, once the session has ended.
 fn first_recording(w: &World, id: &str) -> String {
     w.ended_session_json(id);
-    let plain = Command::new("zstd").arg("-dc").arg(w.folder(id).join("session.cast.zst")).output().unwrap();
-    stdout(&plain)
+    w.recording_text(id)
 }
 
 #[test]
@@ -238,9 +194,7 @@ fn watchers_follow_one_channel_and_switch_between_them() {
     bob.expect("channel 2 ended, exit status 3");
     assert!(!bob.output().contains("shell-42"), "{}", bob.output());
     // A command's lines are shown as lines (it has no pty: bare line feeds).
-    let mut vt = avt::Terminal::new(80, 24).unwrap();
-    vt.feed(bob.output());
-    let lines: Vec<String> = vt.screen().text().into_iter().map(|l| l.trim_end().to_string()).collect();
+    let lines = screen(&bob.output());
     assert!(lines.iter().any(|l| l == "exec-line-2"), "{lines:?}");
 
     // A key switches alice to the next channel, and back.
@@ -256,25 +210,4 @@ fn watchers_follow_one_channel_and_switch_between_them() {
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(said.contains(&format!("session {id} has no channel 9")), "{said}");
     drop(bob);
-}
-
-fn add_tech(w: &World, name: &str) -> VendorClient {
-    let client = VendorClient::new(w.tmp.path(), name);
-    w.bastion.ok(&[
-        "tech",
-        "add",
-        name,
-        "--email",
-        &format!("{name}@provider.example"),
-        "--key",
-        &client.public_key_path(),
-    ]);
-    client.trust(&w.bastion);
-    client
-}
-
-fn watch_as(w: &World, client: &VendorClient, tech: &str, id: &str) -> Pty {
-    let mut ssh = client.ssh(&w.bastion, tech);
-    ssh.arg("-t").arg(format!("watch {id}")).env("TERM", "xterm-256color");
-    Pty::spawn(ssh, 80, 24)
 }

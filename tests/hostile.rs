@@ -6,14 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::pty::Pty;
+use crate::common::supervised::*;
 use crate::common::*;
-
-fn watch(w: &World, id: &str) -> Pty {
-    let mut ssh = w.tech.ssh(&w.bastion, "alice");
-    ssh.arg("-t").arg(format!("watch {id}")).env("TERM", "xterm-256color");
-    Pty::spawn(ssh, 80, 24)
-}
 
 /// What a real terminal answers to each query, typed into its input as if by its user.
 const ANSWERS: &[(&str, &str)] = &[("\x1b[6n", "\x1b[24;1R"), ("\x1b[c", "\x1b[?62;22c"), ("\u{9b}6n", "\x1b[24;1R")];
@@ -28,7 +22,7 @@ fn terminal_queries_never_answer_into_a_session_during_a_takeover() {
     w.book_now("erp01", &w.account.clone());
     let mut vendor = w.vendor_shell(80, 24);
     let id = w.live_session();
-    let mut alice = watch(&w, &id);
+    let mut alice = watch(&w, "alice", &id);
     vendor.expect("plan: Maintenance");
     vendor.type_text("PS1='rdy> '\r");
     alice.expect("rdy> ");
@@ -66,8 +60,7 @@ fn terminal_queries_never_answer_into_a_session_during_a_takeover() {
     vendor.type_text("exit\r");
     assert!(vendor.wait(Duration::from_secs(15)).success(), "{}", vendor.output());
     w.ended_session_json(&id);
-    let plain = Command::new("zstd").arg("-dc").arg(w.folder(&id).join("session.cast.zst")).output().unwrap();
-    let cast = stdout(&plain);
+    let cast = w.recording_text(&id);
     let typed: Vec<&str> = cast.lines().filter(|l| l.contains("\"i\"")).collect();
     assert!(
         typed.iter().all(|l| !l.contains("24;1R") && !l.contains("62;22c")),
@@ -101,15 +94,6 @@ fn serve(cmd: &mut Command, b: &Bastion) -> (std::process::Child, String, u16) {
     let addr = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("serve did not start: {}", b.log()));
     let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
     (child, addr, port)
-}
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The README offers `CHAPERONE_CONFIG` instead of `--config`. The bastion's own

@@ -28,9 +28,7 @@ fn exec_session_is_recorded_with_its_metadata() {
 
     // The real zstd reads the file (a sequence of frames) as asciicast v3.
     let cast = w.folder(&id).join("session.cast.zst");
-    let plain = Command::new("zstd").args(["-dc"]).arg(&cast).output().unwrap();
-    assert!(plain.status.success());
-    let text = String::from_utf8(plain.stdout).unwrap();
+    let text = unzstd(&cast);
     let mut lines = text.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(header["version"], 3);
@@ -57,8 +55,7 @@ fn exec_session_is_recorded_with_its_metadata() {
 fn an_absurd_terminal_size_is_recorded_within_bounds_and_noted() {
     let w = World::new();
     let id = w.prompt_session(65535, 65535, "stty size", "65535 65535");
-    let plain = Command::new("zstd").args(["-dc"]).arg(w.folder(&id).join("session.cast.zst")).output().unwrap();
-    let text = String::from_utf8(plain.stdout).unwrap();
+    let text = w.recording_text(&id);
     let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(header["term"]["cols"], 1000, "{header}");
     assert_eq!(header["term"]["rows"], 1000, "{header}");
@@ -219,8 +216,8 @@ fn sigterm_ends_sessions_with_a_message_and_finishes_recordings() {
     assert_eq!(stdout(&cat), "started\n");
     assert!(!stderr(&cat).contains("ends early"), "recording was not finished: {}", stderr(&cat));
     // The reason is on the timeline too.
-    let plain = Command::new("zstd").arg("-dc").arg(w.folder(&id).join("session.cast.zst")).output().unwrap();
-    assert!(stdout(&plain).contains("\"m\", \"the bastion is shutting down"), "{}", stdout(&plain));
+    let cast = w.recording_text(&id);
+    assert!(cast.contains("\"m\", \"the bastion is shutting down"), "{cast}");
 }
 
 #[test]

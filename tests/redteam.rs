@@ -2,52 +2,11 @@
 //! the target while the session's input is held, or to put something on a technician's
 //! terminal, with the real OpenSSH client and the real binary.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::pty::Pty;
+use crate::common::supervised::*;
 use crate::common::*;
-
-const SUPERVISED: &str = "[policy]\nrequire_acknowledgements = false\n";
-
-fn supervised_world() -> World {
-    let w = World::bare(SUPERVISED);
-    w.book_now("erp01", &w.account.clone());
-    w
-}
-
-fn watch(w: &World, tech: &str, id: &str) -> Pty {
-    let mut ssh = w.tech.ssh(&w.bastion, tech);
-    ssh.arg("-t").arg(format!("watch {id}")).env("TERM", "xterm-256color");
-    Pty::spawn(ssh, 80, 24)
-}
-
-/// The vendor's interactive shell, master of a shared connection at `sock`, with alice
-/// watching, both at the prompt (`rdy> `).
-fn watched_master(w: &World) -> (Pty, PathBuf, String, Pty) {
-    let sock = w.path("cm.sock");
-    let mut ssh = w.vendor.ssh(&w.bastion, "acme:erp01");
-    ssh.args(["-o", "ControlMaster=yes", "-o"])
-        .arg(format!("ControlPath={}", sock.display()))
-        .arg("-t")
-        .env("TERM", "xterm-256color");
-    let mut vendor = Pty::spawn(ssh, 80, 24);
-    let id = w.live_session();
-    let alice = watch(w, "alice", &id);
-    vendor.expect("plan: Maintenance");
-    vendor.type_text("PS1='rdy> '\r");
-    alice.expect("rdy> ");
-    w.eventually("the shared connection's socket", || sock.exists());
-    (vendor, sock, id, alice)
-}
-
-/// `ssh` through the shared connection at `sock` running `command` (a new channel).
-fn via_master(w: &World, sock: &Path, command: &str) -> Command {
-    let mut ssh = w.vendor.ssh(&w.bastion, "acme:erp01");
-    ssh.args(["-o", "ControlMaster=no", "-o"]).arg(format!("ControlPath={}", sock.display())).arg(command);
-    ssh
-}
 
 /// A terminal's size is input too: a window change carries two numbers of the vendor's
 /// choosing to the program in front (SIGWINCH), as often as the vendor likes. While the
@@ -116,20 +75,6 @@ fn a_command_line_with_bidi_overrides_is_shown_escaped() {
     assert!(listed.contains("\\u{202e}txt.emdaer"), "{listed}");
     assert!(commands.contains("echo typed-\\u{202e}fdp.eciovni"), "{commands}");
     assert!(search.contains("typed: echo typed-\\u{202e}fdp.eciovni"), "{search}");
-}
-
-fn add_tech(w: &World, name: &str) -> VendorClient {
-    let client = VendorClient::new(w.tmp.path(), name);
-    let email = format!("{name}@provider.example");
-    w.bastion.ok(&["tech", "add", name, "--email", &email, "--key", &client.public_key_path()]);
-    client.trust(&w.bastion);
-    client
-}
-
-fn watch_as(w: &World, client: &VendorClient, tech: &str, id: &str) -> Pty {
-    let mut ssh = client.ssh(&w.bastion, tech);
-    ssh.arg("-t").arg(format!("watch {id}")).env("TERM", "xterm-256color");
-    Pty::spawn(ssh, 80, 24)
 }
 
 /// bob froze the vendor's input; alice takes the keyboard over and hands it back (or

@@ -2,19 +2,12 @@
 //! vendor's screen (late joiners too, full-screen programs included), a stalled watcher
 //! slows nobody, and freeze, take-over, notes and kill work and are recorded.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::pty::Pty;
+use crate::common::supervised::*;
 use crate::common::*;
-
-const SUPERVISED: &str = "[policy]\nrequire_acknowledgements = false\n";
-
-fn supervised_world() -> World {
-    let w = World::bare(SUPERVISED);
-    w.book_now("erp01", &w.account.clone());
-    w
-}
 
 fn vendor_shell(w: &World) -> Pty {
     w.vendor_shell(80, 24)
@@ -24,39 +17,11 @@ fn vendor_shell(w: &World) -> Pty {
 fn watched_prompt(w: &World) -> (Pty, String, Pty) {
     let mut vendor = vendor_shell(w);
     let id = w.live_session();
-    let alice = watch(w, &w.tech, "alice", &id);
+    let alice = watch(w, "alice", &id);
     vendor.expect("plan: Maintenance");
     vendor.type_text("PS1='rdy> '\r");
     alice.expect("rdy> ");
     (vendor, id, alice)
-}
-
-fn watch(w: &World, client: &VendorClient, tech: &str, id: &str) -> Pty {
-    let mut ssh = client.ssh(&w.bastion, tech);
-    ssh.arg("-t").arg(format!("watch {id}")).env("TERM", "xterm-256color");
-    Pty::spawn(ssh, 80, 24)
-}
-
-/// The visible screen after feeding everything a terminal received to a fresh emulator.
-fn screen(output: &str) -> Vec<String> {
-    let mut vt = avt::Terminal::new(80, 24).unwrap();
-    vt.feed(output);
-    vt.screen().text().into_iter().map(|l| l.trim_end().to_string()).collect()
-}
-
-fn add_tech(w: &World, name: &str) -> VendorClient {
-    let client = VendorClient::new(w.tmp.path(), name);
-    w.bastion.ok(&[
-        "tech",
-        "add",
-        name,
-        "--email",
-        &format!("{name}@provider.example"),
-        "--key",
-        &client.public_key_path(),
-    ]);
-    client.trust(&w.bastion);
-    client
 }
 
 #[test]
@@ -70,7 +35,7 @@ fn the_vendor_waits_for_a_technician_and_late_watchers_see_the_current_screen() 
     std::thread::sleep(Duration::from_millis(500));
     assert!(!vendor.output().contains("plan: Maintenance"), "the shell started before anyone watched");
 
-    let alice = watch(&w, &w.tech, "alice", &id);
+    let alice = watch(&w, "alice", &id);
     vendor.expect("technician alice is watching; starting the session");
     vendor.expect("plan: Maintenance");
     vendor.type_text("PS1='rdy> '\r");
@@ -90,7 +55,7 @@ fn the_vendor_waits_for_a_technician_and_late_watchers_see_the_current_screen() 
     vendor.expect("line-023");
     alice.expect("line-023");
     let bob_client = add_tech(&w, "bob");
-    let bob = watch(&w, &bob_client, "bob", &id);
+    let bob = watch_as(&w, &bob_client, "bob", &id);
     bob.expect("line-023");
     std::thread::sleep(Duration::from_millis(300));
     let vendor_screen = screen(&vendor.output());
@@ -198,8 +163,7 @@ fn freeze_take_over_annotate_and_kill_from_the_watch_keys() {
 
     let json = w.ended_session_json(&id);
     assert_eq!(json["state"], "ended");
-    let plain = Command::new("zstd").arg("-dc").arg(w.folder(&id).join("session.cast.zst")).output().unwrap();
-    let cast = stdout(&plain);
+    let cast = w.recording_text(&id);
     for marker in [
         "froze your input",
         "took over the keyboard",
@@ -243,7 +207,7 @@ fn a_technician_whose_access_is_withdrawn_is_disconnected() {
     assert_eq!(console.status.code(), Some(255), "a disabled technician logged in");
 
     w.bastion.ok(&["tech", "enable", "alice"]);
-    let mut alice = watch(&w, &w.tech, "alice", &id);
+    let mut alice = watch(&w, "alice", &id);
     alice.expect("rdy> ");
     // A new key for alice, the old one removed: the connection made with it closes.
     let laptop = VendorClient::new(w.tmp.path(), "alice-laptop");
@@ -301,7 +265,7 @@ fn kill_over_ssh_ends_the_session_with_the_reason() {
         .spawn()
         .unwrap();
     let id = w.live_session();
-    let _alice = watch(&w, &w.tech, "alice", &id);
+    let _alice = watch(&w, "alice", &id);
     w.eventually("the session to start", || stdout(&w.console("sessions")).contains("watched by alice"));
     let out = w.console(&format!("kill {id} --reason 'wrong server'"));
     assert!(out.status.success(), "{}", stderr(&out));

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pty;
+pub mod supervised;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -504,6 +505,12 @@ impl World {
         }
     }
 
+    /// The first channel's recording of session `id` as asciicast text, read by the real
+    /// zstd (what an auditor without chaperone would do).
+    pub fn recording_text(&self, id: &str) -> String {
+        unzstd(&self.folder(id).join("session.cast.zst"))
+    }
+
     /// session.json of a session once it has ended.
     pub fn ended_session_json(&self, id: &str) -> serde_json::Value {
         let path = self.folder(id).join("session.json");
@@ -513,6 +520,17 @@ impl World {
             json["state"] != "live" && !json["state"].is_null()
         });
         json
+    }
+}
+
+/// A helper process (a relay, a second `serve`) killed when the test ends, also when it
+/// fails, so no process outlives the test that started it.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -550,6 +568,14 @@ pub fn status_kb(pid: i32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find_map(|l| l.strip_prefix(field)).unwrap();
     line.trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
+/// The text of the zstd file at `path`, read by the real `zstd -dc`; fails the test if
+/// zstd cannot read it or it is not UTF-8 (a recording is JSON lines).
+pub fn unzstd(path: &Path) -> String {
+    let out = Command::new("zstd").arg("-dc").arg(path).output().unwrap();
+    assert!(out.status.success(), "zstd -dc {}: {}", path.display(), stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub fn stderr(out: &Output) -> String {
