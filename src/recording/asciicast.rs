@@ -512,13 +512,7 @@ mod tests {
             b"\x00\x7f\t",
             b"0123456789abcdef",
         ];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = crate::recording::xorshift(0x2545_f491_4f6c_dd1du64);
         for _ in 0..2000 {
             let mut bytes = Vec::new();
             for _ in 0..next(40) {

@@ -388,6 +388,23 @@ mod tests {
         assert_eq!(enc.summary.bytes_out, 6);
     }
 
+    /// A finished recording's header line and its events as (code, data), in order.
+    fn header_and_events(file: &[u8]) -> (String, Vec<(String, String)>) {
+        let text = String::from_utf8(zstd::decode_all(file).unwrap()).unwrap();
+        let mut lines = text.lines();
+        let header = lines.next().unwrap().to_string();
+        let events = lines
+            .map(|line| serde_json::from_str::<(f64, String, String)>(line).unwrap())
+            .map(|(_, code, data)| (code, data))
+            .collect();
+        (header, events)
+    }
+
+    /// An expected event, as [`header_and_events`] gives them.
+    fn event(code: &str, data: &str) -> (String, String) {
+        (code.to_string(), data.to_string())
+    }
+
     /// Each stream's exact bytes as the raw exports rebuild them, and what a player shows
     /// (the text of the `o` events).
     fn read_back(file: &[u8]) -> ([Vec<u8>; 3], String, Vec<String>) {
@@ -486,13 +503,7 @@ mod tests {
             b"\xed\xa0\x80",
             b"0123456789abcdef",
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = crate::recording::xorshift(0x9e37_79b9_7f4a_7c15u64);
         for round in 0..300 {
             let start = Instant::now();
             let mut enc = Encoder::new("t".into(), Utc::now(), RecordingConfig::default(), start, Vec::new());
@@ -534,14 +545,8 @@ mod tests {
         enc.encode(start, Event::Start { term, command: Some(Bytes::from_static(b"rm \xff")) }).unwrap();
         enc.encode(start, Event::Output(Bytes::from_static(b"after"))).unwrap();
         let file = enc.finish().unwrap();
-        let text = String::from_utf8(zstd::decode_all(&file[..]).unwrap()).unwrap();
-        let mut lines = text.lines();
-        assert!(lines.next().unwrap().starts_with("{\"version\":3"));
-        let events: Vec<(String, String)> = lines
-            .map(|line| serde_json::from_str::<(f64, String, String)>(line).unwrap())
-            .map(|(_, code, data)| (code, data))
-            .collect();
-        let event = |code: &str, data: &str| (code.to_string(), data.to_string());
+        let (header, events) = header_and_events(&file);
+        assert!(header.starts_with("{\"version\":3"));
         assert_eq!(
             events,
             vec![
@@ -588,15 +593,9 @@ mod tests {
         enc.encode(start, Event::Resize { cols: 120, rows: 50 }).unwrap();
         enc.encode(start, Event::Resize { cols: 0, rows: 4_000_000 }).unwrap();
         let file = enc.finish().unwrap();
-        let text = String::from_utf8(zstd::decode_all(&file[..]).unwrap()).unwrap();
-        let mut lines = text.lines();
-        let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        let (header, events) = header_and_events(&file);
+        let header: serde_json::Value = serde_json::from_str(&header).unwrap();
         assert_eq!((header["term"]["cols"].as_u64(), header["term"]["rows"].as_u64()), (Some(1000), Some(40)));
-        let events: Vec<(String, String)> = lines
-            .map(|line| serde_json::from_str::<(f64, String, String)>(line).unwrap())
-            .map(|(_, code, data)| (code, data))
-            .collect();
-        let event = |code: &str, data: &str| (code.to_string(), data.to_string());
         assert_eq!(
             events,
             vec![

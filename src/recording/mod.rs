@@ -19,6 +19,18 @@ pub mod seal;
 pub mod text;
 mod writer;
 
+/// A small deterministic random source for the byte-soup tests (xorshift64 from `seed`):
+/// the same soup on every run, so a failure reproduces; `next(n)` is below `n`.
+#[cfg(test)]
+pub(crate) fn xorshift(mut state: u64) -> impl FnMut(usize) -> usize {
+    move |n| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    }
+}
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
