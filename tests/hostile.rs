@@ -160,27 +160,7 @@ fn the_bastion_listens_and_reaches_targets_over_ipv6() {
         "--client",
         "globex",
     ]);
-    let id = b.ok(&[
-        "booking",
-        "create",
-        "--vendor",
-        "acme",
-        "--target",
-        "erp01",
-        "--account",
-        &account,
-        "--start",
-        "2026-12-03 09:00",
-        "--end",
-        "2026-12-03 20:00",
-        "--plan",
-        plan.to_str().unwrap(),
-        "--emergency",
-        "test",
-        "--by",
-        "alice",
-    ]);
-    b.ok(&["booking", "approve", id.trim(), "--by", "alice"]);
+    b.book_now("erp01", &account, &plan, "test");
 
     let mut cmd = b.command();
     cmd.args(["serve", "--listen", "[::1]:0"]);

@@ -126,15 +126,7 @@ fn interactive_session_with_resize_is_read_by_asciinema() {
 #[test]
 fn recording_survives_kill_9_mid_session() {
     let mut w = World::new();
-    let mut child = w
-        .vendor
-        .ssh(&w.bastion, "acme:erp01")
-        .arg("i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.02; done")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = w.start_counting();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut seen = 0;
     let mut line = String::new();

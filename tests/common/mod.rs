@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_chaperone");
 const SSHD: &str = "/usr/sbin/sshd";
 
+/// Prints numbered lines (`line-1`, `line-2`, ...) until killed: a session busy writing
+/// when the bastion dies, whose lines say how far the recording got.
+pub const COUNTING: &str = "i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.02; done";
+
 /// A free loopback port (bound, read, released: the child binds it right after).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -154,6 +158,37 @@ impl Bastion {
     }
 
     /// Runs a chaperone subcommand to completion.
+    /// Books `target` as `account` for acme with the plan at `plan`, from an hour before
+    /// to ten hours after `TEST_NOW` (an emergency for `reason`: no lead time), and
+    /// approves it as alice. Returns `B-n`.
+    pub fn book_now(&self, target: &str, account: &str, plan: &Path, reason: &str) -> String {
+        let id = self
+            .ok(&[
+                "booking",
+                "create",
+                "--vendor",
+                "acme",
+                "--target",
+                target,
+                "--account",
+                account,
+                "--start",
+                "2026-12-03 09:00",
+                "--end",
+                "2026-12-03 20:00",
+                "--plan",
+                plan.to_str().unwrap(),
+                "--emergency",
+                reason,
+                "--by",
+                "alice",
+            ])
+            .trim()
+            .to_string();
+        self.ok(&["booking", "approve", &id, "--by", "alice"]);
+        id
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command().args(args).output().unwrap()
     }
@@ -352,32 +387,7 @@ impl World {
     pub fn book_now(&self, target: &str, account: &str) -> String {
         let plan = self.path("plan-now.md");
         std::fs::write(&plan, "# Maintenance\n- look around\n").unwrap();
-        let id = self
-            .bastion
-            .ok(&[
-                "booking",
-                "create",
-                "--vendor",
-                "acme",
-                "--target",
-                target,
-                "--account",
-                account,
-                "--start",
-                "2026-12-03 09:00",
-                "--end",
-                "2026-12-03 20:00",
-                "--plan",
-                plan.to_str().unwrap(),
-                "--emergency",
-                "integration test",
-                "--by",
-                "alice",
-            ])
-            .trim()
-            .to_string();
-        self.bastion.ok(&["booking", "approve", &id, "--by", "alice"]);
-        id
+        self.bastion.book_now(target, account, &plan, "integration test")
     }
 
     /// Registers a target of client `globex` at `address`, pinned to `host_key`.
@@ -387,6 +397,14 @@ impl World {
             args.extend(["--account", account]);
         }
         self.bastion.ok(&args);
+    }
+
+    /// Starts `ssh acme:erp01@bastion COUNTING` with its stdout piped for the test to read
+    /// (stderr dropped).
+    pub fn start_counting(&self) -> Child {
+        let mut ssh = self.vendor.ssh(&self.bastion, "acme:erp01");
+        ssh.arg(COUNTING).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        ssh.spawn().unwrap()
     }
 
     /// Starts `ssh acme:erp01@bastion 'echo started; sleep 300'` (stderr to `stderr`) and
