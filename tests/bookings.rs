@@ -18,24 +18,7 @@ const PLAN: &str = "# Upgrade ERP to 9.2\n\nWho: Jane (acme)\n\n1. stop erp\n2. 
 
 fn create(w: &World, start: &str, end: &str, extra: &[&str]) -> std::process::Output {
     let plan = write_plan(w, "plan.md", PLAN);
-    let mut args = vec![
-        "booking",
-        "create",
-        "--vendor",
-        "acme",
-        "--target",
-        "erp01",
-        "--account",
-        &w.account,
-        "--start",
-        start,
-        "--end",
-        end,
-        "--plan",
-        &plan,
-        "--by",
-        "alice",
-    ];
+    let mut args = booking_create(&w.account, &["--start", start, "--end", end, "--plan", &plan]);
     args.extend_from_slice(extra);
     w.bastion.run(&args)
 }
@@ -519,19 +502,7 @@ fn plans_and_reasons_that_would_act_on_a_terminal_are_refused_and_old_ones_shown
     let w = World::bare("[policy]\nrequire_acknowledgements = false\nrequire_supervisor = false\n");
     let window = ["--start", "2026-12-03 09:00", "--end", "2026-12-03 20:00", "--emergency", "test"];
     let create = |plan: &str, extra: &[&str]| {
-        let mut args = vec![
-            "booking",
-            "create",
-            "--vendor",
-            "acme",
-            "--target",
-            "erp01",
-            "--account",
-            &w.account,
-            "--by",
-            "alice",
-        ];
-        args.extend_from_slice(&window);
+        let mut args = booking_create(&w.account, &window);
         args.extend_from_slice(&["--plan", plan]);
         args.extend_from_slice(extra);
         w.bastion.run(&args)
@@ -565,16 +536,7 @@ fn plans_and_reasons_that_would_act_on_a_terminal_are_refused_and_old_ones_shown
     refused(child.wait_with_output().unwrap(), "line 3, column 9: ESC (U+001B)");
     // An endless standard input is not waited for.
     let zero = std::fs::File::open("/dev/zero").unwrap();
-    let mut child = ssh.stdin(zero).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the bastion still reads an endless plan after 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    refused(child.wait_with_output().unwrap(), "plan from standard input is over the 64 KiB limit");
+    refused(run_bounded(ssh, Stdio::from(zero)), "plan from standard input is over the 64 KiB limit");
     // Reasons and notes are one line of plain text.
     let good = write_plan(&w, "good.md", "# Plan\r\n- step one\twith a tab\r\n");
     refused(create(&good, &["--privileged", "needs root\x1b[6n"]), "--privileged: column 11: ESC (U+001B)");

@@ -552,6 +552,30 @@ impl Drop for Killed {
     }
 }
 
+/// Runs `cmd` with `stdin`, killing it if it has not ended within 20 s (an endless input
+/// read to its end would grow until the machine runs out of memory).
+pub fn run_bounded(mut cmd: Command, stdin: Stdio) -> Output {
+    let mut child = cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{cmd:?} was still reading after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `booking create` for acme on erp01 as `account`, by alice, then `rest` (the window,
+/// the plan, other flags): the command line most booking tests start from.
+pub fn booking_create<'a>(account: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args =
+        vec!["booking", "create", "--vendor", "acme", "--target", "erp01", "--account", account, "--by", "alice"];
+    args.extend_from_slice(rest);
+    args
+}
+
 /// Writes `size` bytes of incompressible pseudo-random data (fast, deterministic).
 pub fn random_file(path: &Path, size: usize, seed: u64) {
     let mut state = seed | 1;
