@@ -147,19 +147,7 @@ fn the_bastion_listens_and_reaches_targets_over_ipv6() {
     b.ok(&["tech", "add", "alice", "--email", "alice@provider.example", "--key", &tech.public_key_path()]);
     let plan = tmp.path().join("plan.md");
     std::fs::write(&plan, "# Over IPv6\n- look around\n").unwrap();
-    b.ok(&[
-        "target",
-        "add",
-        "erp01",
-        "--address",
-        &target,
-        "--host-key",
-        &sshd.host_key_pub,
-        "--account",
-        &account,
-        "--client",
-        "globex",
-    ]);
+    b.add_target("erp01", &target, &sshd.host_key_pub, &[&account]);
     b.book_now("erp01", &account, &plan, "test");
 
     let mut cmd = b.command();

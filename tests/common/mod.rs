@@ -158,6 +158,15 @@ impl Bastion {
     }
 
     /// Runs a chaperone subcommand to completion.
+    /// Registers a target of client `globex` at `address`, pinned to `host_key`.
+    pub fn add_target(&self, name: &str, address: &str, host_key: &str, accounts: &[&str]) {
+        let mut args = vec!["target", "add", name, "--address", address, "--host-key", host_key, "--client", "globex"];
+        for account in accounts {
+            args.extend(["--account", account]);
+        }
+        self.ok(&args);
+    }
+
     /// Books `target` as `account` for acme with the plan at `plan`, from an hour before
     /// to ten hours after `TEST_NOW` (an emergency for `reason`: no lead time), and
     /// approves it as alice. Returns `B-n`.
@@ -363,19 +372,7 @@ impl World {
         bastion.ok(&["client", "add", "globex", "--email", "it@globex.example"]);
         bastion.ok(&["tech", "add", "alice", "--email", "alice@provider.example", "--key", &tech.public_key_path()]);
         bastion.ok(&["vendor", "add", "acme", "--email", "ops@acme.example", "--key", &vendor.public_key_path()]);
-        bastion.ok(&[
-            "target",
-            "add",
-            "erp01",
-            "--address",
-            &sshd.address(),
-            "--host-key",
-            &sshd.host_key_pub,
-            "--account",
-            &account,
-            "--client",
-            "globex",
-        ]);
+        bastion.add_target("erp01", &sshd.address(), &sshd.host_key_pub, &[&account]);
         bastion.start();
         vendor.trust(&bastion);
         tech.trust(&bastion);
@@ -392,11 +389,7 @@ impl World {
 
     /// Registers a target of client `globex` at `address`, pinned to `host_key`.
     pub fn add_target(&self, name: &str, address: &str, host_key: &str, accounts: &[&str]) {
-        let mut args = vec!["target", "add", name, "--address", address, "--host-key", host_key, "--client", "globex"];
-        for account in accounts {
-            args.extend(["--account", account]);
-        }
-        self.bastion.ok(&args);
+        self.bastion.add_target(name, address, host_key, accounts);
     }
 
     /// Starts `ssh acme:erp01@bastion COUNTING` with its stdout piped for the test to read
