@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use crate::common::pty::Pty;
 use crate::common::supervised::*;
 use crate::common::*;
 
@@ -187,9 +186,7 @@ fn watchers_follow_one_channel_and_switch_between_them() {
 
     // bob joins channel 2 late: he gets its screen.
     let bob_client = add_tech(&w, "bob");
-    let mut ssh = bob_client.ssh(&w.bastion, "bob");
-    ssh.arg("-t").arg(format!("watch {id} --channel 2")).env("TERM", "xterm-256color");
-    let bob = Pty::spawn(ssh, 80, 24);
+    let bob = watch_as(&w, &bob_client, "bob", &format!("{id} --channel 2"));
     bob.expect("exec-line-3");
     bob.expect("channel 2 ended, exit status 3");
     assert!(!bob.output().contains("shell-42"), "{}", bob.output());

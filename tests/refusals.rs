@@ -615,9 +615,7 @@ fn refusals_while_waiting_for_the_technician_are_marked_when_the_recording_start
         .spawn()
         .unwrap();
     let id = w.live_session();
-    let mut ssh = w.tech.ssh(&w.bastion, "alice");
-    ssh.arg("-t").arg(format!("watch {id}")).env("TERM", "xterm-256color");
-    let mut alice = crate::common::pty::Pty::spawn(ssh, 80, 24);
+    let mut alice = crate::common::supervised::watch(&w, "alice", &id);
     let out = vendor.wait_with_output().unwrap();
     assert_eq!(stdout(&out), "ran\n", "{}", stderr(&out));
     assert!(stderr(&out).contains("chaperone: environment variable EVIL is not passed on"), "{}", stderr(&out));
