@@ -16,11 +16,14 @@ fn a_resize_during_a_freeze_reaches_the_target_only_after_it() {
     let w = supervised_world();
     let (mut vendor, _sock, _id, mut alice) = watched_master(&w);
     let seen = w.path("winch.txt");
+    let ready = w.path("winch.ready");
     // A program on the target that acts on each resize.
     // (Its own process group, which the terminal signals; an interactive shell is not in it.)
-    let script = format!("trap 'stty size >> {}' WINCH; while :; do sleep 0.1; done", seen.display());
+    let script =
+        format!("trap 'stty size >> {}' WINCH; : > {}; while :; do sleep 0.1; done", seen.display(), ready.display());
     vendor.type_text(&format!("sh -c \"{script}\"\r"));
-    std::thread::sleep(Duration::from_millis(500));
+    // Its trap is set once it says so (a loaded machine may take a while to start it).
+    w.eventually("the program on the target runs", || ready.exists());
     vendor.resize(90, 25);
     w.eventually("a resize while open", || std::fs::read_to_string(&seen).unwrap_or_default() == "25 90\n");
     std::fs::remove_file(&seen).unwrap();

@@ -239,6 +239,7 @@ fn until_closed(stream: &mut std::net::TcpStream, within: std::time::Duration) -
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                 return Some(String::from_utf8_lossy(&got).into_owned());
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return None,
         }
     }
