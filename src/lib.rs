@@ -12,6 +12,8 @@
 //! - [`clock`]: the injected clock every rule reads (movable only in debug builds).
 //! - [`commands`]: one file per subcommand family; glue between the CLI and the library.
 //! - [`console`]: the technicians' ssh interface: commands, `watch` with its control keys.
+//! - `fuzzing` (hidden): one harness per parser a person or a file feeds, shared by the
+//!   cargo-fuzz targets in `fuzz/` and the stable regression test over their corpora.
 //! - [`config`]: raw TOML into a validated [`config::Config`] with resolved paths.
 //! - [`keys`]: the bastion's three keys (host, upstream client, signing), created on first start.
 //! - [`memory`]: the allocator's thresholds; memory freed by floods and sessions handed back.
@@ -40,6 +42,8 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod console;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod id;
 pub mod keys;

@@ -9,6 +9,7 @@ mod common;
 mod bookings;
 mod cli;
 mod evidence;
+mod fuzzing;
 mod recording;
 mod refusals;
 mod relay;
