@@ -117,7 +117,7 @@ fn read_cast(path: &Path, bytes: &[u8]) -> Result<Read, String> {
     let mut previous = 0u64;
     while let Some(event) = reader.next_event() {
         assert!(event.time_ms >= previous, "time went back: {} after {previous}", event.time_ms);
-        assert_eq!(event.time_ms, previous.saturating_add(event.interval_ms), "time is not previous + interval");
+        assert!(event.time_ms <= previous.saturating_add(event.interval_ms), "time beyond previous + interval");
         previous = event.time_ms;
         events.push(event);
         if events.len() >= MAX_EVENTS {

@@ -62,16 +62,23 @@ impl Sanitizer {
             }
             // DCS, SOS, OSC, PM and APC as single (UTF-8 encoded) C1 characters.
             (Strip::TextC2, 0x90 | 0x98 | 0x9d | 0x9e | 0x9f) => self.start_string(),
+            // A 0xC2 that nothing continues is no character: written as U+FFFD, since a lone
+            // 0xC2 would join the byte after a removed string into a C1 control.
+            (Strip::TextC2, b) if b & 0xc0 != 0x80 => {
+                out.extend_from_slice("\u{fffd}".as_bytes());
+                return self.again(b, out);
+            }
             (Strip::TextC2, b) => {
                 out.push(0xc2);
                 return self.again(b, out);
             }
             (Strip::Escape | Strip::StringEscape, b']' | b'P' | b'X' | b'^' | b'_') => self.start_string(),
             (Strip::StringEscape, b'\\') => Strip::Text,
-            (Strip::Escape, ESC) => {
-                out.push(ESC);
-                Strip::Escape
-            }
+            // An ESC that another ESC (or a non-ASCII byte) follows does nothing on a
+            // terminal; written, it would join what follows a removed string (`ESC ESC ]…
+            // BEL ]52;…` would become `ESC ]52;…`). So it goes.
+            (Strip::Escape, ESC) => Strip::Escape,
+            (Strip::Escape | Strip::StringEscape, 0xc2) => Strip::TextC2,
             // ESC inside a string ends it; this ESC starts a new sequence.
             (Strip::StringEscape, ESC) => Strip::Escape,
             (Strip::Escape | Strip::StringEscape, b) => {
