@@ -519,7 +519,9 @@ fn sanitized(input: &[u8], cuts: &[usize]) -> Vec<u8> {
 /// The sanitizer over raw output in chunks (the first eight bytes choose the cuts): the
 /// result is the same however it is cut, holds no control string, and sanitizing it
 /// again changes nothing (removing one sequence never leaves another behind). The text
-/// form (`filter`) holds no control string either.
+/// form (`filter`) holds no control string either. And the watchers' terminal emulator
+/// takes the same bytes, and its screen dump (what a late watcher is sent), without a
+/// panic.
 pub fn sanitize(data: &[u8]) {
     let (seed, input) = data.split_at(data.len().min(8));
     let whole = sanitized(input, &[input.len()]);
@@ -533,6 +535,13 @@ pub fn sanitize(data: &[u8]) {
     let mut out = String::new();
     Sanitizer::default().filter(&text(input), &mut out);
     assert!(control_string_at(out.as_bytes()).is_none(), "a control string survives filter: {out:?}");
+    // The watchers' emulator takes the vendor's output, and a late watcher its dump.
+    let (cols, rows) =
+        (usize::from(seed.first().copied().unwrap_or(80)) % 200, usize::from(seed.get(1).copied().unwrap_or(24)) % 100);
+    let mut vt = crate::mirror::emulator(cols, rows);
+    vt.feed(text(input).as_ref());
+    let mut late = crate::mirror::emulator(cols, rows);
+    late.feed(vt.dump().as_str());
 }
 
 // ---------------------------------------------------------------------------------------
