@@ -146,3 +146,33 @@ fn a_watcher_gets_no_control_string_made_of_the_pieces_around_a_removed_one() {
         assert!(!seen.contains(control), "{control:?} reaches the watcher's terminal: {seen:?}");
     }
 }
+
+/// Found by the `cast_reader` target (encoder round trip): input that ended inside a
+/// character lost its last bytes from the recording (stdout's were written as U+FFFD,
+/// the vendor's input was not).
+#[test]
+fn input_that_ends_inside_a_character_is_still_recorded() {
+    let w = World::new();
+    let typed = w.path("typed");
+    std::fs::write(&typed, b"echo hi\n\xc3").unwrap();
+    let out = w
+        .vendor
+        .ssh(&w.bastion, "acme:erp01")
+        .arg("cat > /dev/null")
+        .stdin(std::fs::File::open(&typed).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let export = w.bastion.run(&["recordings", "export", &id, "-o", "-"]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    let input: String = stdout(&export)
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<(f64, String, String)>(l).ok())
+        .filter(|e| e.1 == "i")
+        .map(|e| e.2)
+        .collect();
+    assert_eq!(input, "echo hi\n\u{fffd}");
+}
