@@ -287,8 +287,9 @@ fn encoder_round_trip(data: &[u8]) {
 
 /// Seal lines. The first byte chooses: the bytes as a whole `seal` file, or each line of
 /// them as a checkpoint's signed text, signed with [`signing_key`] (what the fuzzer
-/// cannot forge), so that what follows the signature check runs too. `verify` must
-/// report every problem in one line and never read outside the folder.
+/// cannot forge), so that what follows the signature check runs too; beside the seal, a
+/// file named by the first line. `verify` must report every problem in one line without
+/// control characters (they are printed on a terminal) and never read outside the folder.
 pub fn seal_lines(data: &[u8]) {
     let Some((&mode, body)) = data.split_first() else { return };
     let key = signing_key();
@@ -323,10 +324,16 @@ pub fn seal_lines(data: &[u8]) {
     if written.is_err() {
         return;
     }
+    // A file someone added, named by the fuzzer: its name is printed among the problems.
+    let added: String =
+        text(body).lines().next().unwrap_or_default().chars().filter(|&c| c != '/' && c != '\0').take(64).collect();
+    if !added.is_empty() && added != "." && added != ".." {
+        let _ = std::fs::write(folder.join(&added), b"added");
+    }
     let _ = seal::checkpoints(&folder.join(seal::SEAL_FILE));
     let report = seal::verify(&folder, key.public_key());
     for problem in &report.problems {
-        assert!(!problem.contains('\n'), "a problem spans lines: {problem:?}");
+        assert!(!problem.chars().any(char::is_control), "a problem holds a control character: {problem:?}");
     }
     for (file, _) in &report.intact {
         assert!(!file.contains('/') && file != ".." && !file.is_empty(), "proved a file outside the folder: {file:?}");

@@ -57,7 +57,7 @@ fn write_fuzz_seeds() {
     chaperone::fuzzing::write_seeds(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("corpus")).unwrap();
 }
 
-/// Found by the `sanitize` target: a byte the sanitizer wrote just before a control string
+/// Found writing the `sanitize` target (its invariant: sanitizing twice changes nothing): a byte the sanitizer wrote just before a control string
 /// it removed (an ESC that another ESC followed, a lone 0xC2) joined what came after the
 /// string into a new one: `ESC ESC ]0;x BEL ]52;c;…` became `ESC ]52;c;…`, a clipboard
 /// write on the terminal of whoever reads the recording; `C2 ESC ]0;y BEL 9D 52;c;…` the
@@ -81,7 +81,7 @@ fn removing_a_control_string_never_leaves_another_behind() {
     }
 }
 
-/// Found by the `cast_reader` target: an event interval no recorder writes (`1e300`
+/// Found writing the `cast_reader` target (times never go back): an event interval no recorder writes (`1e300`
 /// seconds) overflowed the reader's clock: `recordings cat`, `replay` and `export` of
 /// such a file panicked (debug builds) or saw time run backwards (release).
 #[test]
@@ -147,7 +147,7 @@ fn a_watcher_gets_no_control_string_made_of_the_pieces_around_a_removed_one() {
     }
 }
 
-/// Found by the `cast_reader` target (encoder round trip): input that ended inside a
+/// Found by fuzzing the `cast_reader` target (encoder round trip), within seconds: input that ended inside a
 /// character lost its last bytes from the recording (stdout's were written as U+FFFD,
 /// the vendor's input was not).
 #[test]
@@ -175,4 +175,27 @@ fn input_that_ends_inside_a_character_is_still_recorded() {
         .map(|e| e.2)
         .collect();
     assert_eq!(input, "echo hi\n\u{fffd}");
+}
+
+/// Found writing the `seal` target (problems hold no control character): `recordings verify` printed the names of files it found in
+/// a session folder as they were, so a file added under the name `ESC ]52;…` wrote the
+/// verifier's clipboard (and a newline in a name forged a line of the report).
+#[test]
+fn verify_prints_no_control_string_from_a_file_name() {
+    let w = World::new();
+    let out = w.exec("echo hello");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let name = "\x1b]52;c;ZXZpbA==\x07\nsealed: forged";
+    std::fs::write(w.folder(&id).join(name), "added later").unwrap();
+    let verify = w.bastion.run(&["recordings", "verify", &id]);
+    assert!(!verify.status.success(), "an added file is a problem");
+    let shown = format!("{}{}", stdout(&verify), stderr(&verify));
+    assert!(shown.contains("not covered by the seal"), "{shown}");
+    assert!(!shown.contains('\x1b'), "{shown:?}");
+    assert!(!shown.lines().any(|l| l.starts_with("sealed: forged")), "{shown:?}");
+    let console = w.console(&format!("recordings verify {id}"));
+    let shown = format!("{}{}", stdout(&console), stderr(&console));
+    assert!(shown.contains("not covered by the seal") && !shown.contains('\x1b'), "{shown:?}");
 }
