@@ -199,3 +199,34 @@ fn verify_prints_no_control_string_from_a_file_name() {
     let shown = format!("{}{}", stdout(&console), stderr(&console));
     assert!(shown.contains("not covered by the seal") && !shown.contains('\x1b'), "{shown:?}");
 }
+
+/// Next of the class the `seek_index` target covers: the seek index is a dotfile beside
+/// the recording, trusted when it names the recording's length and SHA-256 (which anyone
+/// who can write the folder can compute). A marker planted at the end of time made `[`
+/// (previous marker) in `replay` overflow and panic.
+#[test]
+fn a_planted_seek_index_with_absurd_markers_does_not_break_replay() {
+    let w = World::new();
+    let out = w.exec("echo hello-replay");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = w.last_session();
+    w.ended_session_json(&id);
+    let folder = w.folder(&id);
+    let first = w.bastion.run(&["replay", &id]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let index_file = folder.join(".session.cast.idx");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_file).unwrap()).unwrap();
+    index["markers"] = serde_json::json!([{ "time_ms": u64::MAX, "label": "end of time" }]);
+    std::fs::write(&index_file, serde_json::to_vec(&index).unwrap()).unwrap();
+
+    let mut cmd = w.bastion.command();
+    cmd.arg("replay").arg(&id).arg("--paused");
+    let mut player = pty::Pty::spawn(cmd, 80, 24);
+    player.expect("paused");
+    player.type_text("[");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    player.type_text("q");
+    let status = player.wait(std::time::Duration::from_secs(15));
+    assert!(!player.output().contains("panicked"), "{}", player.output());
+    assert!(status.success(), "{}", player.output());
+}

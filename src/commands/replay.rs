@@ -234,7 +234,13 @@ impl<'r> Player<'_, 'r> {
                 }
                 // The marker before the one just passed, so that `[` twice goes back twice.
                 Some(Key::PreviousMarker) => Some(
-                    self.replay.index.markers.iter().rev().find(|m| m.time_ms + 1000 < at_ms).map_or(0, |m| m.time_ms),
+                    self.replay
+                        .index
+                        .markers
+                        .iter()
+                        .rev()
+                        .find(|m| m.time_ms.saturating_add(1000) < at_ms)
+                        .map_or(0, |m| m.time_ms),
                 ),
             };
             if let Some(to) = seek_to {
@@ -276,7 +282,13 @@ impl<'r> Player<'_, 'r> {
 
     /// Position, speed and state in the terminal's title (written when it changes).
     fn title(&mut self, at_ms: u64) -> std::io::Result<()> {
-        let marker = self.replay.index.markers.iter().rev().find(|m| m.time_ms <= at_ms && at_ms < m.time_ms + 5000);
+        let marker = self
+            .replay
+            .index
+            .markers
+            .iter()
+            .rev()
+            .find(|m| m.time_ms <= at_ms && at_ms < m.time_ms.saturating_add(5000));
         let title = format!(
             "chaperone replay {}  {} / {}  x{}{}{}",
             self.name,
