@@ -230,3 +230,36 @@ fn a_planted_seek_index_with_absurd_markers_does_not_break_replay() {
     assert!(!player.output().contains("panicked"), "{}", player.output());
     assert!(status.success(), "{}", player.output());
 }
+
+/// Found by fuzzing the `plan` target (the title is never empty), within seconds: a plan
+/// whose first heading was a bare `#` had an empty title, in `booking list` and in the
+/// banner the vendor reads at login.
+#[test]
+fn a_bare_heading_does_not_empty_the_plan_title() {
+    let w = World::bare("");
+    let plan = w.path("plan-bare-heading.md");
+    std::fs::write(&plan, "#\n\nUpgrade ERP to 9.2\n- stop erp\n").unwrap();
+    let created = w.bastion.run(&[
+        "booking",
+        "create",
+        "--vendor",
+        "acme",
+        "--target",
+        "erp01",
+        "--account",
+        &w.account,
+        "--start",
+        "2026-12-03 09:00",
+        "--end",
+        "2026-12-03 20:00",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--emergency",
+        "integration test",
+        "--by",
+        "alice",
+    ]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let listed = w.bastion.ok(&["booking", "list"]);
+    assert!(listed.lines().any(|l| l.trim_end().ends_with("Upgrade ERP to 9.2")), "{listed}");
+}
