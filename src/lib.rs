@@ -12,6 +12,8 @@
 //! - [`clock`]: the injected clock every rule reads (movable only in debug builds).
 //! - [`commands`]: one file per subcommand family; glue between the CLI and the library.
 //! - [`console`]: the technicians' ssh interface: commands, `watch` with its control keys.
+//! - `fuzzing` (hidden): one harness per parser a person or a file feeds, shared by the
+//!   cargo-fuzz targets in `fuzz/` and the stable regression test over their corpora.
 //! - [`config`]: raw TOML into a validated [`config::Config`] with resolved paths.
 //! - [`files`]: bounded reads of what people and files feed us (keys, plans, configuration).
 //! - [`keys`]: the bastion's three keys (host, upstream client, signing), created on first start.
@@ -42,6 +44,8 @@ pub mod commands;
 pub mod config;
 pub mod console;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod id;
 pub mod keys;

@@ -37,9 +37,10 @@ pub fn check_text(plan: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The first Markdown heading, or else the first non-empty line.
+/// The first Markdown heading with text, or else the first line with text (a bare `#`
+/// is none: the title would be empty where people look for what the booking is about).
 pub fn title(plan: &str) -> String {
-    let lines = || plan.lines().map(str::trim).filter(|l| !l.is_empty());
+    let lines = || plan.lines().map(str::trim).filter(|l| !l.trim_start_matches('#').trim().is_empty());
     lines()
         .find(|l| l.starts_with('#'))
         .map(|l| l.trim_start_matches('#').trim())

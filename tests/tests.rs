@@ -11,6 +11,7 @@ mod channels;
 mod cli;
 mod evidence;
 mod exact_bytes;
+mod fuzzing;
 mod hostile;
 mod multiplex;
 mod readers;

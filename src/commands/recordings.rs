@@ -153,7 +153,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: RecordingsCommand) -> anyhow::Result<()> {
             let key = signing_key(config, key, over_ssh)?;
             let report = crate::recording::seal::verify(&folder, &key);
             for (file, bytes) in &report.intact {
-                say!(out, "sealed: {file} ({bytes} bytes)");
+                say!(out, "sealed: {} ({bytes} bytes)", crate::recording::seal::printable(file));
             }
             for problem in &report.problems {
                 let _ = writeln!(err, "NOT INTACT: {problem}");

@@ -248,7 +248,13 @@ impl<'r> Player<'_, 'r> {
                 }
                 // The marker before the one just passed, so that `[` twice goes back twice.
                 Some(Key::PreviousMarker) => Some(
-                    self.replay.index.markers.iter().rev().find(|m| m.time_ms + 1000 < at_ms).map_or(0, |m| m.time_ms),
+                    self.replay
+                        .index
+                        .markers
+                        .iter()
+                        .rev()
+                        .find(|m| m.time_ms.saturating_add(1000) < at_ms)
+                        .map_or(0, |m| m.time_ms),
                 ),
             };
             if let Some(to) = seek_to {

@@ -348,6 +348,13 @@ impl<S: FrameSink> Encoder<S> {
             self.exact.clear();
             self.exact.extend_from_slice(carried.as_slice());
         }
+        // What the vendor typed last, cut inside a character, is recorded too.
+        let mut typed = String::new();
+        self.input.finish(&mut typed);
+        if !typed.is_empty() {
+            let interval = self.clock.interval_ms(Instant::now());
+            self.push_closed(interval, "i", &typed);
+        }
         self.close_frame(false)?;
         self.frames.finish()
     }

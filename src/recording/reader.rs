@@ -533,11 +533,18 @@ fn read_line_bounded(input: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::R
     }
 }
 
+/// Latest time an event is read at: 2^53 ms (some 285,000 years), exact as the f64 that
+/// players and exports compute with, and far enough from `u64::MAX` that adding to it
+/// never overflows. A hostile interval (`1e300`) stops the clock here instead of wrapping
+/// it around.
+pub const MAX_TIME_MS: u64 = 1 << 53;
+
 /// One event line, `[interval, code, data]`, following an event at `previous_ms`.
 pub fn parse_event(line: &[u8], previous_ms: u64) -> Option<CastEvent> {
     let (interval, code, data) = serde_json::from_slice::<(f64, String, String)>(line).ok()?;
-    let interval_ms = (interval.max(0.0) * 1000.0).round() as u64;
-    Some(CastEvent { time_ms: previous_ms.saturating_add(interval_ms), interval_ms, code, data })
+    let interval_ms = ((interval.max(0.0) * 1000.0).round() as u64).min(MAX_TIME_MS);
+    let time_ms = previous_ms.saturating_add(interval_ms).min(MAX_TIME_MS);
+    Some(CastEvent { time_ms, interval_ms, code, data })
 }
 
 impl Iterator for CastReader {

@@ -95,7 +95,7 @@ impl IndexKey {
 
     /// H(k, H(k, index without its MAC)), hex: the index's MAC (SHA-256 nested so that
     /// nothing can be appended to a MAC'd text).
-    fn mac(&self, index: &SeekIndex) -> String {
+    pub(crate) fn mac(&self, index: &SeekIndex) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.0);
         let mut writer = HashWriter(&mut hasher);

@@ -405,7 +405,16 @@ pub fn verify(folder: &Path, key: &PublicKey) -> Report {
         }
     }
     report.intact = proven.into_iter().collect();
+    // Names come from the folder: anyone who could add a file there could put ESC in its
+    // name, and the problems are printed on the verifier's terminal.
+    report.problems = report.problems.iter().map(|p| printable(p)).collect();
     report
+}
+
+/// Text as it may be printed on a terminal: control characters as `\u{1b}` escapes (a
+/// file name may hold ESC or a newline), everything else as it is.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }
 
 #[cfg(test)]
