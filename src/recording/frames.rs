@@ -7,7 +7,12 @@
 //! overlaps compressing this one: zstd alone then sets the pace. Compressed frames come
 //! back to the writer thread, which writes, hashes and seals them (it has the time; the
 //! compression thread has none to spare). The order of frames never changes, a full queue
-//! makes the encoder wait (and with it the relay), and nothing is dropped. A flush tick
+//! makes the encoder wait (and with it the relay), and nothing is dropped. Each frame ends
+//! with zstd's checksum of its content (readers tell a damaged frame from a good one);
+//! the writer thread computes it while the compression thread compresses, and puts it in
+//! the frame when it comes back: zstd computing it would slow the thread that sets the
+//! pace by some 7 % (measured: the level-1 recorder at 0.87 of bare zstd against 0.94).
+//! A flush tick
 //! that saw no full frame ends the flood: compression goes back inline, and the thread
 //! and its buffers are freed.
 
@@ -48,18 +53,45 @@ impl Compressor {
         Compressor { level, context: None }
     }
 
-    /// Compresses `text` into `frame`, replacing what it held.
+    /// Compresses `text` into `frame`, replacing what it held, without the content
+    /// checksum (see [`with_checksum`]).
     fn compress(&mut self, text: &[u8], frame: &mut Vec<u8>) -> io::Result<()> {
         let context = match &mut self.context {
             Some(context) => context,
-            empty => empty.insert(checksummed(self.level)?),
+            empty => empty.insert(zstd::bulk::Compressor::new(self.level)?),
         };
         frame.clear();
-        frame.reserve(zstd::zstd_safe::compress_bound(text.len()));
+        frame.reserve(zstd::zstd_safe::compress_bound(text.len()) + CHECKSUM_BYTES);
         context.compress_to_buffer(text, frame)?;
         Ok(())
     }
 }
+
+/// Bytes of a zstd frame's content checksum: the low 32 bits of XXH64 (seed 0) of the
+/// frame's content, little-endian, after its last block (RFC 8878, 3.1.1).
+const CHECKSUM_BYTES: usize = 4;
+
+/// The checksum zstd would write for a frame of `text`.
+fn content_checksum(text: &[u8]) -> u32 {
+    xxhash_rust::xxh64::xxh64(text, 0) as u32
+}
+
+/// Makes `frame` (one zstd frame written without a checksum) end with `checksum`: its
+/// descriptor's Content_Checksum_flag set (bit 2 of the byte after the magic number) and
+/// the four bytes appended, as zstd itself writes them.
+fn with_checksum(frame: &mut Vec<u8>, checksum: u32) -> io::Result<()> {
+    match frame.get(..5) {
+        Some([m0, m1, m2, m3, descriptor]) if [*m0, *m1, *m2, *m3] == ZSTD_MAGIC && descriptor & 0x04 == 0 => {
+            frame[4] |= 0x04
+        }
+        _ => return Err(io::Error::other("compressed frame is not a zstd frame without a checksum")),
+    }
+    frame.extend_from_slice(&checksum.to_le_bytes());
+    Ok(())
+}
+
+/// The magic number a zstd frame starts with.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// A zstd context whose frames end with a checksum of their content, so that a reader
 /// tells a damaged frame (a flipped bit on disk, a bad copy) from a good one, skips it and
@@ -75,6 +107,8 @@ pub fn checksummed(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
 struct Job {
     text: Vec<u8>,
     frame: Vec<u8>,
+    /// The text's content checksum, computed on the writer thread meanwhile.
+    checksum: u32,
 }
 
 /// The compression thread and the buffers going round it.
@@ -135,6 +169,7 @@ impl<S: FrameSink> Frames<S> {
         match stage {
             Stage::Inline { compressor, frame } => {
                 compressor.compress(&text, frame)?;
+                with_checksum(frame, content_checksum(&text))?;
                 sink.write_frame(frame)?;
                 text.clear();
                 Ok(text)
@@ -142,7 +177,10 @@ impl<S: FrameSink> Frames<S> {
             Stage::Thread(pipeline) => {
                 let capacity = text.capacity();
                 let frame = pipeline.frames.pop().unwrap_or_default();
-                if pipeline.jobs.send(Job { text, frame }).is_err() {
+                // Hashed while the frame before it may still be compressing; the text is
+                // not touched again on this thread until it comes back.
+                let checksum = content_checksum(&text);
+                if pipeline.jobs.send(Job { text, frame, checksum }).is_err() {
                     return Err(self.stopped());
                 }
                 pipeline.in_flight += 1;
@@ -210,8 +248,9 @@ impl<S: FrameSink> Frames<S> {
                 pipeline.done.try_recv()
             };
             match job {
-                Ok(Job { mut text, frame }) => {
+                Ok(Job { mut text, mut frame, checksum }) => {
                     pipeline.in_flight -= 1;
+                    with_checksum(&mut frame, checksum)?;
                     sink.write_frame(&frame)?;
                     text.clear();
                     pipeline.texts.push(text);
@@ -286,6 +325,31 @@ fn finished() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checksum put in on the writer thread makes exactly the frame zstd writes with
+    /// its own checksum, so every zstd reader checks it (and finds a changed byte).
+    #[test]
+    fn the_checksum_added_after_compression_is_zstds_own() {
+        let text: Vec<u8> =
+            (0..300_000u32).flat_map(|i| format!("[0.001, \"o\", \"line {i}\\r\\n\"]\n").into_bytes()).collect();
+        for level in [1, 3] {
+            let mut ours = Vec::new();
+            Compressor::new(level).compress(&text, &mut ours).unwrap();
+            with_checksum(&mut ours, content_checksum(&text)).unwrap();
+            let theirs = checksummed(level).unwrap().compress(&text).unwrap();
+            assert_eq!(ours, theirs, "level {level}");
+            assert_eq!(zstd::decode_all(&ours[..]).unwrap(), text);
+            // The last byte is the checksum's: a changed one is found.
+            let mut changed = ours.clone();
+            *changed.last_mut().unwrap() ^= 1;
+            assert!(zstd::decode_all(&changed[..]).is_err());
+        }
+        assert!(with_checksum(&mut ours_twice(&text), 0).is_err(), "a frame with a checksum already");
+    }
+
+    fn ours_twice(text: &[u8]) -> Vec<u8> {
+        checksummed(1).unwrap().compress(text).unwrap()
+    }
 
     /// A sink that fails from its third frame on, as a full disk would.
     struct FailingSink(usize);
