@@ -71,7 +71,10 @@ fn removing_a_control_string_never_leaves_another_behind() {
     assert!(out.status.success(), "{}", stderr(&out));
     let id = w.last_session();
     w.ended_session_json(&id);
-    let raw = w.bastion.ok(&["recordings", "cat", "--raw", &id]);
+    // Exact bytes: the lone 0xC2s the target printed are in them, not UTF-8.
+    let raw = w.bastion.run(&["recordings", "cat", "--raw", &id]);
+    assert!(raw.status.success(), "{}", stderr(&raw));
+    let raw = String::from_utf8_lossy(&raw.stdout);
     assert!(raw.contains("]52;c;ZXZpbA=="), "recorded as sent: {raw:?}");
     // Over ssh, as a technician reads it (sanitized with or without a terminal).
     let shown = stdout(&w.console(&format!("recordings cat {id}")));
