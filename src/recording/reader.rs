@@ -444,7 +444,7 @@ impl CastReader {
         }
         self.line.clear();
         match &mut self.source {
-            Source::Frames { frames, text, at, offset, line } => {
+            Source::Frames { frames, text, at, offset, line } => loop {
                 while *at >= text.len() {
                     *offset = frames.next_into(text)?;
                     *at = 0;
@@ -452,12 +452,19 @@ impl CastReader {
                     self.truncated |= frames.truncated;
                 }
                 let rest = &text[*at..];
-                let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+                let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                    // A frame's text ends at a line's end (the recorder closes frames
+                    // there): a line without it is torn, as in a plain file; what stands
+                    // before it stands.
+                    self.truncated = true;
+                    *at = text.len();
+                    continue;
+                };
                 self.line.extend_from_slice(&rest[..end]);
                 *at += end + 1;
                 *line += 1;
-                Some(*offset)
-            }
+                return Some(*offset);
+            },
             Source::Plain { lines, offset, line } => loop {
                 let start = *offset;
                 let (read, complete) = read_line_bounded(lines, &mut self.line).ok()?;
