@@ -86,7 +86,9 @@ pub fn banner(booking: &Booking, tz: Tz) -> String {
 /// Checks an armored SSH signature (`-----BEGIN SSH SIGNATURE-----`) over `plan` in the
 /// plan namespace. With `allowed` keys, the signer must be one of them; returns the key.
 pub fn verify_signature(plan: &str, armored: &str, allowed: Option<&[PublicKey]>) -> Result<PublicKey, String> {
-    let sig: SshSig = armored.trim().parse().map_err(|e| format!("not an SSH signature: {e}"))?;
+    let sig: SshSig = armored.trim().parse().map_err(|e: russh::keys::ssh_key::Error| {
+        format!("not an SSH signature: {}", printable_line(&e.to_string()))
+    })?;
     if sig.namespace() != SIGNATURE_NAMESPACE {
         return Err(format!(
             "the signature is for namespace {:?}; sign with: ssh-keygen -Y sign -n {SIGNATURE_NAMESPACE} -f KEY plan.md",
