@@ -122,8 +122,11 @@ impl Sanitizer {
                     // DECID: the terminal answers with its attributes.
                     C1_DECID => {}
                     0x80..=0xbf => out.extend_from_slice(&[0xc2, b]),
+                    // A 0xC2 that nothing continues is no character (a terminal shows
+                    // U+FFFD): written raw it could pair with what a later pass or chunk
+                    // puts after it.
                     b => {
-                        out.push(0xc2);
+                        out.extend_from_slice(REPLACEMENT);
                         self.text(b, out);
                     }
                 }
