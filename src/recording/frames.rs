@@ -344,10 +344,10 @@ mod tests {
             *changed.last_mut().unwrap() ^= 1;
             assert!(zstd::decode_all(&changed[..]).is_err());
         }
-        assert!(with_checksum(&mut ours_twice(&text), 0).is_err(), "a frame with a checksum already");
+        assert!(with_checksum(&mut zstd_checksummed(&text), 0).is_err(), "a frame with a checksum already");
     }
 
-    fn ours_twice(text: &[u8]) -> Vec<u8> {
+    fn zstd_checksummed(text: &[u8]) -> Vec<u8> {
         checksummed(1).unwrap().compress(text).unwrap()
     }
 
